@@ -1,0 +1,31 @@
+# The two commands of the README:
+#   make demo   builds and runs the most complete thing that works (see README)
+#   make test   builds and runs the whole test suite, as CI does
+# Both install what is missing first (scripts/setup.sh: Debian packages and a local cmake).
+
+SHELL := /bin/bash
+export PATH := $(CURDIR)/.tools/venv/bin:$(PATH)
+CARGO ?= cargo
+
+.PHONY: setup demo test lint bench fmt
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@$(CARGO) build --release -q -p tools
+	@./target/release/exchange demo
+
+test: setup lint
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
+
+lint: setup
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -q -- -D warnings
+
+bench: setup
+	$(CARGO) bench -p benches
+
+fmt:
+	$(CARGO) fmt --all

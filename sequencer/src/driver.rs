@@ -1,0 +1,136 @@
+//! An Aeron media driver embedded in our own process (rusteron-media-driver, Aeron C, static).
+//!
+//! Each process (or each test) gets its own driver directory, deleted on start and on shutdown, so
+//! stale files of a crashed run never confuse a new one.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusteron_media_driver::{AeronDriver, AeronDriverContext, IntoCString};
+
+/// How long a driver may take to come up before launching is reported as failed.
+pub const DRIVER_START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Errors of the embedded driver.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// Aeron refused a configuration value or failed to start.
+    #[error("aeron media driver in {dir}: {message}")]
+    Aeron { dir: PathBuf, message: String },
+    /// The driver thread did not report started within [`DRIVER_START_TIMEOUT`].
+    #[error("aeron media driver in {dir} did not start within {timeout:?}")]
+    StartTimeout { dir: PathBuf, timeout: Duration },
+}
+
+/// A unique directory under `/dev/shm` for a driver, named after `purpose`, the process id and a
+/// counter, so parallel tests and processes never share one.
+pub fn unique_dir(purpose: &str) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let base = if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    base.join(format!("exchange-{purpose}-{}-{n}", std::process::id()))
+}
+
+/// A media driver running on a background thread of this process; stopped, joined and its
+/// directory removed on drop.
+pub struct EmbeddedDriver {
+    dir: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl EmbeddedDriver {
+    /// Launches a driver in `dir` (deleted first if it exists). The driver's conductor, sender and
+    /// receiver share one thread (Aeron's SHARED threading mode) with a backoff idle strategy, so a
+    /// 2-core machine is never saturated by idle spinning.
+    pub fn launch(dir: &Path) -> Result<Self, DriverError> {
+        let aeron_error = |e: rusteron_media_driver::AeronCError| DriverError::Aeron {
+            dir: dir.to_path_buf(),
+            message: format!("{e:?}"),
+        };
+        let context = AeronDriverContext::new().map_err(aeron_error)?;
+        context
+            .set_dir(&dir.to_string_lossy().to_string().into_c_string())
+            .map_err(aeron_error)?;
+        context.set_dir_delete_on_start(true).map_err(aeron_error)?;
+        context.set_dir_delete_on_shutdown(true).map_err(aeron_error)?;
+        context
+            .set_threading_mode(
+                rusteron_media_driver::bindings::aeron_threading_mode_enum::AERON_THREADING_MODE_SHARED,
+            )
+            .map_err(aeron_error)?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            let started = Arc::clone(&started);
+            std::thread::Builder::new()
+                .name("aeron-driver".into())
+                .spawn(move || -> Result<(), String> {
+                    let driver = AeronDriver::new(&context).map_err(|e| format!("{e:?}"))?;
+                    driver.start(true).map_err(|e| format!("{e:?}"))?;
+                    started.store(true, Ordering::Release);
+                    while !stop.load(Ordering::Acquire) {
+                        let work = driver.main_do_work().map_err(|e| format!("{e:?}"))?;
+                        driver.main_idle_strategy(work);
+                    }
+                    Ok(())
+                })
+                .map_err(|e| DriverError::Aeron {
+                    dir: dir.to_path_buf(),
+                    message: format!("spawning driver thread: {e}"),
+                })?
+        };
+        let deadline = Instant::now() + DRIVER_START_TIMEOUT;
+        while !started.load(Ordering::Acquire) {
+            if thread.is_finished() {
+                let message = match thread.join() {
+                    Ok(Err(message)) => message,
+                    Ok(Ok(())) => "driver thread ended before starting".into(),
+                    Err(_) => "driver thread panicked".into(),
+                };
+                return Err(DriverError::Aeron {
+                    dir: dir.to_path_buf(),
+                    message,
+                });
+            }
+            if Instant::now() > deadline {
+                stop.store(true, Ordering::Release);
+                return Err(DriverError::StartTimeout {
+                    dir: dir.to_path_buf(),
+                    timeout: DRIVER_START_TIMEOUT,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The Aeron directory that clients connect to.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for EmbeddedDriver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        // Aeron deletes the directory on shutdown; make sure, in case it was interrupted.
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
