@@ -1,0 +1,168 @@
+//! A fixed-capacity open-addressing hash table with linear probing and backward-shift deletion.
+//!
+//! Deterministic (hashing is a fixed function of the key), never reallocates after construction,
+//! and never iterated for output, so its layout can never leak into events or snapshots.
+
+use crate::hash;
+
+/// Empty-slot marker in `values`.
+const EMPTY: u32 = u32::MAX;
+
+/// A table key: compared exactly, hashed through [`TableKey::hash64`].
+pub trait TableKey: Copy + Eq + Default {
+    /// A 64-bit digest of the key; the table keeps its top bits.
+    fn hash64(&self) -> u64;
+}
+
+impl TableKey for u64 {
+    #[inline(always)]
+    fn hash64(&self) -> u64 {
+        *self
+    }
+}
+
+impl TableKey for u128 {
+    #[inline(always)]
+    fn hash64(&self) -> u64 {
+        hash::finalize((*self >> 64) as u64 ^ hash::finalize(*self as u64))
+    }
+}
+
+/// Maps keys to `u32` values.
+pub struct Table<K: TableKey> {
+    keys: Vec<K>,
+    values: Vec<u32>,
+    bits: u32,
+    mask: usize,
+    len: u32,
+    capacity: u32,
+}
+
+impl<K: TableKey> Table<K> {
+    /// A table that holds up to `capacity` entries at a load factor of at most one half.
+    pub fn new(capacity: u32) -> Table<K> {
+        let slots = (u64::from(capacity.max(1)) * 2).next_power_of_two();
+        assert!(slots <= 1 << 32, "table capacity {capacity} too large");
+        let bits = slots.trailing_zeros().max(1);
+        let slots = 1usize << bits;
+        Table {
+            keys: vec![K::default(); slots],
+            values: vec![EMPTY; slots],
+            bits,
+            mask: slots - 1,
+            len: 0,
+            capacity,
+        }
+    }
+
+    /// Entries stored.
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// Whether another entry fits.
+    pub fn is_full(&self) -> bool {
+        self.len >= self.capacity
+    }
+
+    /// The value stored under `key`.
+    #[inline]
+    pub fn get(&self, key: K) -> Option<u32> {
+        let mut index = hash::slot_of(key.hash64(), self.bits);
+        loop {
+            let value = self.values[index];
+            if value == EMPTY {
+                return None;
+            }
+            if self.keys[index] == key {
+                return Some(value);
+            }
+            index = (index + 1) & self.mask;
+        }
+    }
+
+    /// Inserts a key that must not be present. Panics if full (callers check `is_full` first).
+    #[inline]
+    pub fn insert(&mut self, key: K, value: u32) {
+        assert!(value != EMPTY);
+        assert!(self.len < self.capacity, "table over capacity");
+        let mut index = hash::slot_of(key.hash64(), self.bits);
+        loop {
+            if self.values[index] == EMPTY {
+                self.keys[index] = key;
+                self.values[index] = value;
+                self.len += 1;
+                return;
+            }
+            assert!(self.keys[index] != key, "duplicate table key");
+            index = (index + 1) & self.mask;
+        }
+    }
+
+    /// Removes `key`, which must be present, and returns its value.
+    #[inline]
+    pub fn remove(&mut self, key: K) -> u32 {
+        let mut index = hash::slot_of(key.hash64(), self.bits);
+        loop {
+            assert!(self.values[index] != EMPTY, "removing an absent table key");
+            if self.keys[index] == key {
+                break;
+            }
+            index = (index + 1) & self.mask;
+        }
+        let removed = self.values[index];
+        // Backward-shift deletion: pull later entries of the probe run into the hole so that
+        // lookups never need tombstones.
+        let mut hole = index;
+        let mut next = (hole + 1) & self.mask;
+        while self.values[next] != EMPTY {
+            let home = hash::slot_of(self.keys[next].hash64(), self.bits);
+            // Move the entry at `next` into the hole if its home is not cyclically in (hole, next].
+            let distance_home = next.wrapping_sub(home) & self.mask;
+            let distance_hole = next.wrapping_sub(hole) & self.mask;
+            if distance_home >= distance_hole {
+                self.keys[hole] = self.keys[next];
+                self.values[hole] = self.values[next];
+                hole = next;
+            }
+            next = (next + 1) & self.mask;
+        }
+        self.values[hole] = EMPTY;
+        self.len -= 1;
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn matches_btreemap() {
+        let mut table = Table::<u64>::new(64);
+        let mut model = BTreeMap::new();
+        let mut state = 12345u64;
+        for step in 0..20_000u32 {
+            state = hash::mix2(state, u64::from(step));
+            let key = state % 200;
+            if let Some(value) = model.get(&key).copied() {
+                assert_eq!(table.get(key), Some(value));
+                if state % 3 != 0 {
+                    assert_eq!(table.remove(key), value);
+                    model.remove(&key);
+                }
+            } else {
+                assert_eq!(table.get(key), None);
+                if !table.is_full() {
+                    table.insert(key, step);
+                    model.insert(key, step);
+                }
+            }
+            assert_eq!(table.len() as usize, model.len());
+        }
+        for (key, value) in model {
+            assert_eq!(table.get(key), Some(value));
+        }
+    }
+}
