@@ -60,7 +60,9 @@ impl EmbeddedDriver {
             .set_dir(&dir.to_string_lossy().to_string().into_c_string())
             .map_err(aeron_error)?;
         context.set_dir_delete_on_start(true).map_err(aeron_error)?;
-        context.set_dir_delete_on_shutdown(true).map_err(aeron_error)?;
+        context
+            .set_dir_delete_on_shutdown(true)
+            .map_err(aeron_error)?;
         context
             .set_threading_mode(
                 rusteron_media_driver::bindings::aeron_threading_mode_enum::AERON_THREADING_MODE_SHARED,
