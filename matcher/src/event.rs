@@ -4,7 +4,7 @@
 //! generic fields depends on [`EventKind`]; the per-kind table is in `docs/MATCHER.md` and on
 //! each constructor below.
 
-use crate::command::Side;
+use crate::command::{OrderType, Side, StpMode, TimeInForce};
 use zerocopy::little_endian::{I64, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -202,6 +202,18 @@ impl Event {
     }
 }
 
+/// Debug-prints a decoded code, or `?` if it did not decode.
+struct Code<T>(Option<T>);
+
+impl<T: core::fmt::Debug> core::fmt::Debug for Code<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match &self.0 {
+            Some(value) => value.fmt(f),
+            None => f.write_str("?"),
+        }
+    }
+}
+
 fn side_name(code: u8) -> &'static str {
     match Side::from_u8(code) {
         Some(Side::Buy) => "buy",
@@ -221,13 +233,16 @@ impl core::fmt::Debug for Event {
         match self.event_kind() {
             Some(EventKind::Accepted) => write!(
                 f,
-                "#{seq} Accepted i{instrument} o{order} a{account} c{aux_a} {side} {quantity}@{price} type{}",
-                aux_b
+                "#{seq} Accepted i{instrument} o{order} a{account} c{aux_a} {side} {quantity}@{price} {:?}/{:?}/{:?}{}",
+                Code(OrderType::from_u8(aux_b as u8)),
+                Code(TimeInForce::from_u8((aux_b >> 8) as u8)),
+                Code(StpMode::from_u8((aux_b >> 16) as u8)),
+                if self.flags & 1 != 0 { " post-only" } else { "" }
             ),
             Some(EventKind::Rejected) => write!(
                 f,
                 "#{seq} Rejected {:?} cmd{} i{instrument} o{order} a{account} c{aux_a}",
-                reject_reason_from_u8(self.reason),
+                Code(reject_reason_from_u8(self.reason)),
                 aux_b
             ),
             Some(EventKind::Trade) => write!(
@@ -239,7 +254,7 @@ impl core::fmt::Debug for Event {
             Some(EventKind::Cancelled) => write!(
                 f,
                 "#{seq} Cancelled {:?} i{instrument} o{order} a{account} c{aux_a} {side} {quantity}@{price} left{aux_b}",
-                cancel_reason_from_u8(self.reason)
+                Code(cancel_reason_from_u8(self.reason))
             ),
             Some(EventKind::Replaced) => write!(
                 f,
