@@ -81,9 +81,15 @@ fn market_order_sweeps_within_band_and_cancels_remainder() {
     h.run(limit(1, 1, Sell, 101, 1));
     h.run(limit(1, 2, Sell, 105, 1));
     // Resting outside today's band (placed before the reference moved) is not reached.
-    h.run(Command::SetReferencePrice { instrument_id: 1, price: 110 });
+    h.run(Command::SetReferencePrice {
+        instrument_id: 1,
+        price: 110,
+    });
     h.run(limit(1, 3, Sell, 112, 1));
-    h.run(Command::SetReferencePrice { instrument_id: 1, price: 100 });
+    h.run(Command::SetReferencePrice {
+        instrument_id: 1,
+        price: 100,
+    });
     assert_eq!(
         h.run(market(2, 1, Buy, 5)),
         lines(&[
@@ -112,12 +118,25 @@ fn fill_or_kill_all_or_nothing() {
     h.run(limit(1, 1, Sell, 100, 2));
     h.run(limit(1, 2, Sell, 101, 2));
     let hash = h.matcher.state_hash();
-    let fok = |quantity, price| Command::NewOrder(order(2, 9, Buy, OrderType::Limit, TimeInForce::Fok, price, quantity));
+    let fok = |quantity, price| {
+        Command::NewOrder(order(
+            2,
+            9,
+            Buy,
+            OrderType::Limit,
+            TimeInForce::Fok,
+            price,
+            quantity,
+        ))
+    };
     assert_eq!(
         h.run(fok(5, 101)),
         lines(&["#4 Rejected FillOrKillUnfillable cmd1 i1 o0 a2 c9"])
     );
-    assert_eq!(h.run(fok(3, 100)), lines(&["#5 Rejected FillOrKillUnfillable cmd1 i1 o0 a2 c9"]));
+    assert_eq!(
+        h.run(fok(3, 100)),
+        lines(&["#5 Rejected FillOrKillUnfillable cmd1 i1 o0 a2 c9"])
+    );
     // Only the log position moved.
     assert_eq!(h.side(Sell), vec!["o2:2@100", "o3:2@101"]);
     assert_ne!(hash, h.matcher.state_hash());
@@ -139,7 +158,10 @@ fn post_only_rejected_if_it_would_take() {
     h.run(limit(1, 1, Sell, 100, 2));
     let mut post = order(2, 1, Buy, OrderType::Limit, TimeInForce::Gtc, 100, 1);
     post.post_only = true;
-    assert_eq!(h.run(Command::NewOrder(post)), lines(&["#3 Rejected PostOnlyWouldTake cmd1 i1 o0 a2 c1"]));
+    assert_eq!(
+        h.run(Command::NewOrder(post)),
+        lines(&["#3 Rejected PostOnlyWouldTake cmd1 i1 o0 a2 c1"])
+    );
     post.price = 99;
     assert_eq!(
         h.run(Command::NewOrder(post)),
@@ -150,7 +172,10 @@ fn post_only_rejected_if_it_would_take() {
         ])
     );
     // A post-only order may not be replaced into the spread's other side either.
-    assert_eq!(h.run(replace(2, 4, 2, 100, 1)), lines(&["#5 Rejected PostOnlyWouldTake cmd3 i0 o4 a2 c2"]));
+    assert_eq!(
+        h.run(replace(2, 4, 2, 100, 1)),
+        lines(&["#5 Rejected PostOnlyWouldTake cmd3 i0 o4 a2 c2"])
+    );
 }
 
 #[test]
@@ -158,8 +183,14 @@ fn cancel_own_orders_only() {
     let mut h = Harness::new();
     h.run(limit(1, 1, Buy, 99, 4));
     h.run(limit(1, 2, Buy, 99, 6));
-    assert_eq!(h.run(cancel(2, 2)), lines(&["#4 Rejected NotOwner cmd2 i0 o2 a2 c0"]));
-    assert_eq!(h.run(cancel(1, 77)), lines(&["#5 Rejected UnknownOrder cmd2 i0 o77 a1 c0"]));
+    assert_eq!(
+        h.run(cancel(2, 2)),
+        lines(&["#4 Rejected NotOwner cmd2 i0 o2 a2 c0"])
+    );
+    assert_eq!(
+        h.run(cancel(1, 77)),
+        lines(&["#5 Rejected UnknownOrder cmd2 i0 o77 a1 c0"])
+    );
     assert_eq!(
         h.run(cancel(1, 2)),
         lines(&[
@@ -168,7 +199,10 @@ fn cancel_own_orders_only() {
             "#6 Level i1 buy 99 qty6 n1",
         ])
     );
-    assert_eq!(h.run(cancel(1, 2)), lines(&["#7 Rejected UnknownOrder cmd2 i0 o2 a1 c0"]));
+    assert_eq!(
+        h.run(cancel(1, 2)),
+        lines(&["#7 Rejected UnknownOrder cmd2 i0 o2 a1 c0"])
+    );
     assert_eq!(h.side(Buy), vec!["o3:6@99"]);
 }
 
@@ -187,7 +221,10 @@ fn replace_quantity_down_keeps_priority() {
     );
     assert_eq!(h.side(Buy), vec!["o2:4@99", "o3:5@99"]);
     // Same price and quantity: only the client order id changes.
-    assert_eq!(h.run(replace(1, 2, 12, 99, 4)), lines(&["#5 Replaced i1 o2 a1 c12 buy 4@99 leaves4 f1"]));
+    assert_eq!(
+        h.run(replace(1, 2, 12, 99, 4)),
+        lines(&["#5 Replaced i1 o2 a1 c12 buy 4@99 leaves4 f1"])
+    );
     // The old client order id is free again, the new one is taken.
     assert_eq!(
         h.run(limit(1, 12, Buy, 98, 1)),
@@ -280,13 +317,31 @@ fn replace_validation() {
     let mut h = Harness::new();
     h.run(limit(1, 1, Buy, 99, 10));
     h.run(limit(1, 2, Buy, 98, 10));
-    assert_eq!(h.run(replace(1, 9, 1, 99, 1)), lines(&["#4 Rejected UnknownOrder cmd3 i0 o9 a1 c1"]));
-    assert_eq!(h.run(replace(2, 2, 1, 99, 1)), lines(&["#5 Rejected NotOwner cmd3 i0 o2 a2 c1"]));
-    assert_eq!(h.run(replace(1, 2, 2, 99, 1)), lines(&["#6 Rejected DuplicateClientOrderId cmd3 i0 o2 a1 c2"]));
-    assert_eq!(h.run(replace(1, 2, 1, 5000, 1)), lines(&["#7 Rejected OutsideBand cmd3 i0 o2 a1 c1"]));
-    assert_eq!(h.run(replace(1, 2, 1, 99, 0)), lines(&["#8 Rejected QuantityOutOfRange cmd3 i0 o2 a1 c1"]));
+    assert_eq!(
+        h.run(replace(1, 9, 1, 99, 1)),
+        lines(&["#4 Rejected UnknownOrder cmd3 i0 o9 a1 c1"])
+    );
+    assert_eq!(
+        h.run(replace(2, 2, 1, 99, 1)),
+        lines(&["#5 Rejected NotOwner cmd3 i0 o2 a2 c1"])
+    );
+    assert_eq!(
+        h.run(replace(1, 2, 2, 99, 1)),
+        lines(&["#6 Rejected DuplicateClientOrderId cmd3 i0 o2 a1 c2"])
+    );
+    assert_eq!(
+        h.run(replace(1, 2, 1, 5000, 1)),
+        lines(&["#7 Rejected OutsideBand cmd3 i0 o2 a1 c1"])
+    );
+    assert_eq!(
+        h.run(replace(1, 2, 1, 99, 0)),
+        lines(&["#8 Rejected QuantityOutOfRange cmd3 i0 o2 a1 c1"])
+    );
     h.run(Command::Halt { instrument_id: 1 });
-    assert_eq!(h.run(replace(1, 2, 1, 99, 1)), lines(&["#10 Rejected InstrumentHalted cmd3 i0 o2 a1 c1"]));
+    assert_eq!(
+        h.run(replace(1, 2, 1, 99, 1)),
+        lines(&["#10 Rejected InstrumentHalted cmd3 i0 o2 a1 c1"])
+    );
     assert_eq!(h.side(Buy), vec!["o2:10@99", "o3:10@98"]);
 }
 
@@ -302,7 +357,11 @@ fn mass_cancel_by_account_instrument_and_side() {
     h.run(Command::NewOrder(other)); // o6
     h.run(limit(1, 4, Buy, 97, 1)); // o7
     assert_eq!(
-        h.run(Command::MassCancel(MassCancel { account_id: 1, instrument_id: Some(1), side: Some(Buy) })),
+        h.run(Command::MassCancel(MassCancel {
+            account_id: 1,
+            instrument_id: Some(1),
+            side: Some(Buy)
+        })),
         lines(&[
             "#8 Cancelled MassCancel i1 o3 a1 c1 buy 1@99 left0",
             "#8 BookDelete i1 o3 buy 1@99",
@@ -314,7 +373,11 @@ fn mass_cancel_by_account_instrument_and_side() {
         ])
     );
     assert_eq!(
-        h.run(Command::MassCancel(MassCancel { account_id: 1, instrument_id: None, side: None })),
+        h.run(Command::MassCancel(MassCancel {
+            account_id: 1,
+            instrument_id: None,
+            side: None
+        })),
         lines(&[
             "#9 Cancelled MassCancel i1 o4 a1 c2 sell 1@101 left0",
             "#9 BookDelete i1 o4 sell 1@101",
@@ -326,18 +389,41 @@ fn mass_cancel_by_account_instrument_and_side() {
         ])
     );
     assert_eq!(
-        h.run(Command::MassCancel(MassCancel { account_id: 1, instrument_id: Some(3), side: None })),
+        h.run(Command::MassCancel(MassCancel {
+            account_id: 1,
+            instrument_id: Some(3),
+            side: None
+        })),
         lines(&["#10 Rejected UnknownInstrument cmd4 i3 o0 a1 c0"])
     );
     assert_eq!(
-        h.run(Command::MassCancel(MassCancel { account_id: 42, instrument_id: None, side: None })),
+        h.run(Command::MassCancel(MassCancel {
+            account_id: 42,
+            instrument_id: None,
+            side: None
+        })),
         lines(&["#11 MassCancelled a42 i0 - n0"])
     );
     assert_eq!(h.side(Buy), vec!["o5:1@98"]);
 }
 
-fn stp_order(account_id: u32, client_order_id: u64, side: Side, price: i64, quantity: u64, stp_mode: StpMode) -> Command {
-    let mut new = order(account_id, client_order_id, side, OrderType::Limit, TimeInForce::Gtc, price, quantity);
+fn stp_order(
+    account_id: u32,
+    client_order_id: u64,
+    side: Side,
+    price: i64,
+    quantity: u64,
+    stp_mode: StpMode,
+) -> Command {
+    let mut new = order(
+        account_id,
+        client_order_id,
+        side,
+        OrderType::Limit,
+        TimeInForce::Gtc,
+        price,
+        quantity,
+    );
     new.stp_mode = stp_mode;
     Command::NewOrder(new)
 }
@@ -465,7 +551,10 @@ fn fill_or_kill_dry_run_follows_stp() {
     assert_eq!(h.run(Command::NewOrder(fok)).len(), 8);
     let mut h = stp_book();
     fok.stp_mode = StpMode::CancelNewest;
-    assert_eq!(h.run(Command::NewOrder(fok)), lines(&["#5 Rejected FillOrKillUnfillable cmd1 i1 o0 a1 c2"]));
+    assert_eq!(
+        h.run(Command::NewOrder(fok)),
+        lines(&["#5 Rejected FillOrKillUnfillable cmd1 i1 o0 a1 c2"])
+    );
 }
 
 #[test]
@@ -482,23 +571,62 @@ fn validation_reasons_in_order() {
     let new = |price, quantity| limit(1, 1, Buy, price, quantity);
     let mut unknown = order(1, 1, Buy, OrderType::Limit, TimeInForce::Gtc, 100, 20);
     unknown.instrument_id = 5;
-    assert_eq!(h.run(Command::NewOrder(unknown)), lines(&["#2 Rejected UnknownInstrument cmd1 i5 o0 a1 c1"]));
-    assert_eq!(h.run(new(101, 20)), lines(&["#3 Rejected PriceOffTick cmd1 i1 o0 a1 c1"]));
-    assert_eq!(h.run(new(155, 20)), lines(&["#4 Rejected OutsideBand cmd1 i1 o0 a1 c1"]));
-    assert_eq!(h.run(new(45, 20)), lines(&["#5 Rejected OutsideBand cmd1 i1 o0 a1 c1"]));
-    assert_eq!(h.run(new(100, 25)), lines(&["#6 Rejected QuantityOffLot cmd1 i1 o0 a1 c1"]));
-    assert_eq!(h.run(new(100, 10)), lines(&["#7 Rejected QuantityOutOfRange cmd1 i1 o0 a1 c1"]));
-    assert_eq!(h.run(new(100, 1010)), lines(&["#8 Rejected QuantityOutOfRange cmd1 i1 o0 a1 c1"]));
-    assert_eq!(h.run(new(150, 700)), lines(&["#9 Rejected NotionalTooLarge cmd1 i1 o0 a1 c1"]));
+    assert_eq!(
+        h.run(Command::NewOrder(unknown)),
+        lines(&["#2 Rejected UnknownInstrument cmd1 i5 o0 a1 c1"])
+    );
+    assert_eq!(
+        h.run(new(101, 20)),
+        lines(&["#3 Rejected PriceOffTick cmd1 i1 o0 a1 c1"])
+    );
+    assert_eq!(
+        h.run(new(155, 20)),
+        lines(&["#4 Rejected OutsideBand cmd1 i1 o0 a1 c1"])
+    );
+    assert_eq!(
+        h.run(new(45, 20)),
+        lines(&["#5 Rejected OutsideBand cmd1 i1 o0 a1 c1"])
+    );
+    assert_eq!(
+        h.run(new(100, 25)),
+        lines(&["#6 Rejected QuantityOffLot cmd1 i1 o0 a1 c1"])
+    );
+    assert_eq!(
+        h.run(new(100, 10)),
+        lines(&["#7 Rejected QuantityOutOfRange cmd1 i1 o0 a1 c1"])
+    );
+    assert_eq!(
+        h.run(new(100, 1010)),
+        lines(&["#8 Rejected QuantityOutOfRange cmd1 i1 o0 a1 c1"])
+    );
+    assert_eq!(
+        h.run(new(150, 700)),
+        lines(&["#9 Rejected NotionalTooLarge cmd1 i1 o0 a1 c1"])
+    );
     // Market orders are checked against the protection price (band edge): 150 * 700 > 100000.
-    assert_eq!(h.run(market(1, 1, Buy, 700)), lines(&["#10 Rejected NotionalTooLarge cmd1 i1 o0 a1 c1"]));
+    assert_eq!(
+        h.run(market(1, 1, Buy, 700)),
+        lines(&["#10 Rejected NotionalTooLarge cmd1 i1 o0 a1 c1"])
+    );
     assert_eq!(h.run(new(100, 1000)).len(), 3);
-    assert_eq!(h.run(new(100, 20)), lines(&["#12 Rejected DuplicateClientOrderId cmd1 i1 o0 a1 c1"]));
+    assert_eq!(
+        h.run(new(100, 20)),
+        lines(&["#12 Rejected DuplicateClientOrderId cmd1 i1 o0 a1 c1"])
+    );
     h.run(Command::Halt { instrument_id: 1 });
-    assert_eq!(h.run(new(101, 25)), lines(&["#14 Rejected InstrumentHalted cmd1 i1 o0 a1 c1"]));
-    h.run(Command::KillSwitch { account_id: 1, on: true });
+    assert_eq!(
+        h.run(new(101, 25)),
+        lines(&["#14 Rejected InstrumentHalted cmd1 i1 o0 a1 c1"])
+    );
+    h.run(Command::KillSwitch {
+        account_id: 1,
+        on: true,
+    });
     h.run(Command::Resume { instrument_id: 1 });
-    assert_eq!(h.run(new(101, 25)), lines(&["#17 Rejected AccountKilled cmd1 i1 o0 a1 c1"]));
+    assert_eq!(
+        h.run(new(101, 25)),
+        lines(&["#17 Rejected AccountKilled cmd1 i1 o0 a1 c1"])
+    );
 }
 
 #[test]
@@ -506,24 +634,43 @@ fn malformed_records_are_rejected() {
     let mut h = Harness::new();
     let mut record = limit(1, 1, Buy, 100, 1).encode();
     record.side = 3;
-    assert_eq!(h.run_record(&record), lines(&["#2 Rejected Malformed cmd1 i1 o0 a1 c1"]));
+    assert_eq!(
+        h.run_record(&record),
+        lines(&["#2 Rejected Malformed cmd1 i1 o0 a1 c1"])
+    );
     let mut record = cancel(1, 5).encode();
     record.quantity = zerocopy::little_endian::U64::new(1);
-    assert_eq!(h.run_record(&record), lines(&["#3 Rejected Malformed cmd2 i0 o5 a1 c0"]));
+    assert_eq!(
+        h.run_record(&record),
+        lines(&["#3 Rejected Malformed cmd2 i0 o5 a1 c0"])
+    );
     let mut record = CommandRecord::zeroed();
     record.kind = 200;
-    assert_eq!(h.run_record(&record), lines(&["#4 Rejected Malformed cmd200 i0 o0 a0 c0"]));
+    assert_eq!(
+        h.run_record(&record),
+        lines(&["#4 Rejected Malformed cmd200 i0 o0 a0 c0"])
+    );
     // Market orders must be IOC or FOK and carry no price; post-only only on resting limits.
     let gtc_market = order(1, 1, Buy, OrderType::Market, TimeInForce::Gtc, 0, 1);
-    assert_eq!(h.run(Command::NewOrder(gtc_market)), lines(&["#5 Rejected Malformed cmd1 i1 o0 a1 c1"]));
+    assert_eq!(
+        h.run(Command::NewOrder(gtc_market)),
+        lines(&["#5 Rejected Malformed cmd1 i1 o0 a1 c1"])
+    );
     let mut post_ioc = order(1, 1, Buy, OrderType::Limit, TimeInForce::Ioc, 100, 1);
     post_ioc.post_only = true;
-    assert_eq!(h.run(Command::NewOrder(post_ioc)), lines(&["#6 Rejected Malformed cmd1 i1 o0 a1 c1"]));
+    assert_eq!(
+        h.run(Command::NewOrder(post_ioc)),
+        lines(&["#6 Rejected Malformed cmd1 i1 o0 a1 c1"])
+    );
     // Payloads of the wrong size.
     h.sequence += 1;
     h.events.clear();
-    h.matcher.apply_payload(h.sequence, 0, &[1, 2, 3], &mut h.events);
-    assert_eq!(format!("{:?}", h.events[0]), "#7 Rejected Malformed cmd0 i0 o0 a0 c0");
+    h.matcher
+        .apply_payload(h.sequence, 0, &[1, 2, 3], &mut h.events);
+    assert_eq!(
+        format!("{:?}", h.events[0]),
+        "#7 Rejected Malformed cmd0 i0 o0 a0 c0"
+    );
 }
 
 #[test]
@@ -533,7 +680,10 @@ fn kill_switch_cancels_and_blocks() {
     h.run(limit(2, 1, Buy, 99, 1)); // o3
     h.run(limit(1, 2, Sell, 101, 1)); // o4
     assert_eq!(
-        h.run(Command::KillSwitch { account_id: 1, on: true }),
+        h.run(Command::KillSwitch {
+            account_id: 1,
+            on: true
+        }),
         lines(&[
             "#5 AccountStatus a1 f1",
             "#5 Cancelled KillSwitch i1 o2 a1 c1 buy 1@99 left0",
@@ -545,8 +695,17 @@ fn kill_switch_cancels_and_blocks() {
         ])
     );
     assert!(h.matcher.account_killed(1));
-    assert_eq!(h.run(limit(1, 3, Buy, 99, 1)), lines(&["#6 Rejected AccountKilled cmd1 i1 o0 a1 c3"]));
-    assert_eq!(h.run(Command::KillSwitch { account_id: 1, on: false }), lines(&["#7 AccountStatus a1 f0"]));
+    assert_eq!(
+        h.run(limit(1, 3, Buy, 99, 1)),
+        lines(&["#6 Rejected AccountKilled cmd1 i1 o0 a1 c3"])
+    );
+    assert_eq!(
+        h.run(Command::KillSwitch {
+            account_id: 1,
+            on: false
+        }),
+        lines(&["#7 AccountStatus a1 f0"])
+    );
     assert_eq!(h.run(limit(1, 3, Buy, 99, 1)).len(), 3);
 }
 
@@ -554,7 +713,15 @@ fn kill_switch_cancels_and_blocks() {
 fn end_of_day_expires_day_orders_in_book_order() {
     let mut h = Harness::new();
     let day = |account, client, side, price| {
-        Command::NewOrder(order(account, client, side, OrderType::Limit, TimeInForce::Day, price, 1))
+        Command::NewOrder(order(
+            account,
+            client,
+            side,
+            OrderType::Limit,
+            TimeInForce::Day,
+            price,
+            1,
+        ))
     };
     h.run(day(1, 1, Buy, 98)); // o2
     h.run(limit(1, 2, Buy, 99, 1)); // o3 GTC
@@ -580,46 +747,96 @@ fn end_of_day_expires_day_orders_in_book_order() {
         ])
     );
     assert_eq!(h.side(Buy), vec!["o3:1@99"]);
-    assert_eq!(h.run(Command::EndOfDay { instrument_id: 9 }), lines(&["#8 Rejected UnknownInstrument cmd10 i9 o0 a0 c0"]));
+    assert_eq!(
+        h.run(Command::EndOfDay { instrument_id: 9 }),
+        lines(&["#8 Rejected UnknownInstrument cmd10 i9 o0 a0 c0"])
+    );
 }
 
 #[test]
 fn admin_instrument_commands() {
     let mut h = Harness::new();
-    assert_eq!(h.run(Command::Halt { instrument_id: 1 }), lines(&["#2 InstrumentStatus i1 status2 ref100"]));
-    assert_eq!(h.run(limit(1, 1, Buy, 99, 1)), lines(&["#3 Rejected InstrumentHalted cmd1 i1 o0 a1 c1"]));
-    assert_eq!(h.run(Command::Resume { instrument_id: 1 }), lines(&["#4 InstrumentStatus i1 status1 ref100"]));
     assert_eq!(
-        h.run(Command::SetReferencePrice { instrument_id: 1, price: 250 }),
+        h.run(Command::Halt { instrument_id: 1 }),
+        lines(&["#2 InstrumentStatus i1 status2 ref100"])
+    );
+    assert_eq!(
+        h.run(limit(1, 1, Buy, 99, 1)),
+        lines(&["#3 Rejected InstrumentHalted cmd1 i1 o0 a1 c1"])
+    );
+    assert_eq!(
+        h.run(Command::Resume { instrument_id: 1 }),
+        lines(&["#4 InstrumentStatus i1 status1 ref100"])
+    );
+    assert_eq!(
+        h.run(Command::SetReferencePrice {
+            instrument_id: 1,
+            price: 250
+        }),
         lines(&["#5 InstrumentStatus i1 status1 ref250"])
     );
     assert_eq!(
-        h.run(Command::SetReferencePrice { instrument_id: 1, price: 1001 }),
+        h.run(Command::SetReferencePrice {
+            instrument_id: 1,
+            price: 1001
+        }),
         lines(&["#6 Rejected OutsideBand cmd11 i1 o0 a0 c0"])
     );
-    assert_eq!(h.run(Command::AddInstrument(instrument(1))), lines(&["#7 Rejected InstrumentExists cmd5 i1 o0 a0 c0"]));
-    assert_eq!(h.run(Command::AddInstrument(instrument(9))), lines(&["#8 Rejected Capacity cmd5 i9 o0 a0 c0"]));
+    assert_eq!(
+        h.run(Command::AddInstrument(instrument(1))),
+        lines(&["#7 Rejected InstrumentExists cmd5 i1 o0 a0 c0"])
+    );
+    assert_eq!(
+        h.run(Command::AddInstrument(instrument(9))),
+        lines(&["#8 Rejected Capacity cmd5 i9 o0 a0 c0"])
+    );
     let mut bad = instrument(2);
     bad.tick_size = 0;
-    assert_eq!(h.run(Command::AddInstrument(bad)), lines(&["#9 Rejected InvalidInstrumentConfig cmd5 i2 o0 a0 c0"]));
+    assert_eq!(
+        h.run(Command::AddInstrument(bad)),
+        lines(&["#9 Rejected InvalidInstrumentConfig cmd5 i2 o0 a0 c0"])
+    );
     let mut huge = instrument(2);
     huge.price_levels = 1 << 20;
-    assert_eq!(h.run(Command::AddInstrument(huge)), lines(&["#10 Rejected Capacity cmd5 i2 o0 a0 c0"]));
-    assert_eq!(h.run(Command::AddInstrument(instrument(2))), lines(&["#11 InstrumentStatus i2 status1 ref100"]));
+    assert_eq!(
+        h.run(Command::AddInstrument(huge)),
+        lines(&["#10 Rejected Capacity cmd5 i2 o0 a0 c0"])
+    );
+    assert_eq!(
+        h.run(Command::AddInstrument(instrument(2))),
+        lines(&["#11 InstrumentStatus i2 status1 ref100"])
+    );
 }
 
 #[test]
 fn capacity_rejects_instead_of_growing() {
-    let config = Config { order_capacity: 2, level_capacity: 4096, instrument_capacity: 1, account_capacity: 2 };
+    let config = Config {
+        order_capacity: 2,
+        level_capacity: 4096,
+        instrument_capacity: 1,
+        account_capacity: 2,
+    };
     let mut h = Harness::with(config, instrument(1));
     h.run(limit(1, 1, Buy, 90, 1));
     h.run(limit(2, 1, Buy, 91, 1));
-    assert_eq!(h.run(limit(1, 2, Buy, 92, 1)), lines(&["#4 Rejected Capacity cmd1 i1 o0 a1 c2"]));
+    assert_eq!(
+        h.run(limit(1, 2, Buy, 92, 1)),
+        lines(&["#4 Rejected Capacity cmd1 i1 o0 a1 c2"])
+    );
     // An IOC needs no slot.
     let ioc = order(1, 2, Sell, OrderType::Limit, TimeInForce::Ioc, 91, 1);
     assert_eq!(h.run(Command::NewOrder(ioc)).len(), 3);
-    assert_eq!(h.run(limit(3, 1, Sell, 200, 1)), lines(&["#6 Rejected Capacity cmd1 i1 o0 a3 c1"]));
-    assert_eq!(h.run(Command::KillSwitch { account_id: 3, on: true }), lines(&["#7 Rejected Capacity cmd8 i0 o0 a3 c0"]));
+    assert_eq!(
+        h.run(limit(3, 1, Sell, 200, 1)),
+        lines(&["#6 Rejected Capacity cmd1 i1 o0 a3 c1"])
+    );
+    assert_eq!(
+        h.run(Command::KillSwitch {
+            account_id: 3,
+            on: true
+        }),
+        lines(&["#7 Rejected Capacity cmd8 i0 o0 a3 c0"])
+    );
 }
 
 #[test]
@@ -665,7 +882,10 @@ fn equal_states_give_equal_snapshots_and_restore_round_trips() {
     for index in [0, 9, 70, 200, bytes_a.len() - 1] {
         let mut corrupt = bytes_a.clone();
         corrupt[index] ^= 0x10;
-        assert!(Matcher::restore(small_config(), &corrupt).is_err(), "byte {index}");
+        assert!(
+            Matcher::restore(small_config(), &corrupt).is_err(),
+            "byte {index}"
+        );
     }
     assert!(Matcher::restore(small_config(), &bytes_a[..bytes_a.len() - 1]).is_err());
 }

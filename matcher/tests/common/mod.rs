@@ -57,20 +57,57 @@ pub fn order(
     }
 }
 
-pub fn limit(account_id: u32, client_order_id: u64, side: Side, price: i64, quantity: u64) -> Command {
-    Command::NewOrder(order(account_id, client_order_id, side, OrderType::Limit, TimeInForce::Gtc, price, quantity))
+pub fn limit(
+    account_id: u32,
+    client_order_id: u64,
+    side: Side,
+    price: i64,
+    quantity: u64,
+) -> Command {
+    Command::NewOrder(order(
+        account_id,
+        client_order_id,
+        side,
+        OrderType::Limit,
+        TimeInForce::Gtc,
+        price,
+        quantity,
+    ))
 }
 
 pub fn market(account_id: u32, client_order_id: u64, side: Side, quantity: u64) -> Command {
-    Command::NewOrder(order(account_id, client_order_id, side, OrderType::Market, TimeInForce::Ioc, 0, quantity))
+    Command::NewOrder(order(
+        account_id,
+        client_order_id,
+        side,
+        OrderType::Market,
+        TimeInForce::Ioc,
+        0,
+        quantity,
+    ))
 }
 
 pub fn cancel(account_id: u32, order_id: u64) -> Command {
-    Command::Cancel(Cancel { account_id, order_id })
+    Command::Cancel(Cancel {
+        account_id,
+        order_id,
+    })
 }
 
-pub fn replace(account_id: u32, order_id: u64, client_order_id: u64, price: i64, quantity: u64) -> Command {
-    Command::Replace(Replace { account_id, order_id, client_order_id, price, quantity })
+pub fn replace(
+    account_id: u32,
+    order_id: u64,
+    client_order_id: u64,
+    price: i64,
+    quantity: u64,
+) -> Command {
+    Command::Replace(Replace {
+        account_id,
+        order_id,
+        client_order_id,
+        price,
+        quantity,
+    })
 }
 
 /// Numbers commands from 1, applies them, and renders the events one per line.
@@ -87,7 +124,11 @@ impl Harness {
     }
 
     pub fn with(config: Config, instrument: InstrumentConfig) -> Harness {
-        let mut harness = Harness { matcher: Matcher::new(config).expect("config"), sequence: 0, events: Vec::new() };
+        let mut harness = Harness {
+            matcher: Matcher::new(config).expect("config"),
+            sequence: 0,
+            events: Vec::new(),
+        };
         let lines = harness.run(Command::AddInstrument(instrument));
         assert_eq!(lines.len(), 1, "{lines:?}");
         harness
@@ -101,16 +142,30 @@ impl Harness {
     pub fn run_record(&mut self, record: &CommandRecord) -> Vec<String> {
         self.sequence += 1;
         self.events.clear();
-        self.matcher.apply(self.sequence, self.sequence * 1000, record, &mut self.events);
-        assert_eq!(self.matcher.state_hash(), self.matcher.state_hash_recomputed());
-        self.events.iter().map(|event| format!("{event:?}")).collect()
+        self.matcher.apply(
+            self.sequence,
+            self.sequence * 1000,
+            record,
+            &mut self.events,
+        );
+        assert_eq!(
+            self.matcher.state_hash(),
+            self.matcher.state_hash_recomputed()
+        );
+        self.events
+            .iter()
+            .map(|event| format!("{event:?}"))
+            .collect()
     }
 
     /// Resting orders of instrument 1, one side, priority order, as `o{id}:{leaves}@{price}`.
     pub fn side(&self, side: Side) -> Vec<String> {
         let mut out = Vec::new();
         self.matcher.for_each_order(1, side, |order| {
-            out.push(format!("o{}:{}@{}", order.order_id, order.leaves, order.price));
+            out.push(format!(
+                "o{}:{}@{}",
+                order.order_id, order.leaves, order.price
+            ));
         });
         out
     }
