@@ -49,11 +49,11 @@ const _: () = assert!(size_of::<SegmentHeader>() as u64 <= SEGMENT_HEADER_LEN);
 )]
 #[repr(C)]
 pub struct RecordHeader {
+    /// CRC32C over everything after this field: the rest of the header and the payload (the rest of
+    /// the header only, for padding).
+    pub checksum: U32,
     /// Header plus payload length in bytes (unaligned); the frame occupies it rounded up to 8.
     pub frame_length: U32,
-    /// CRC32C over the header (with this field zero) and the payload; over the header only for
-    /// padding.
-    pub checksum: U32,
     /// Record type; 0 is padding.
     pub record_type: U16,
     /// Flags, free for the layer above.
@@ -68,10 +68,12 @@ pub struct RecordHeader {
     pub timestamp_ns: U64,
 }
 
-/// Offset of `frame_length` in a record header (must stay 0: it is accessed atomically there).
-pub const FRAME_LENGTH_OFFSET: usize = 0;
 /// Offset of `checksum` in a record header.
-pub const CHECKSUM_OFFSET: usize = 4;
+pub const CHECKSUM_OFFSET: usize = 0;
+/// Offset of `frame_length` in a record header (4-aligned: it is accessed atomically there).
+pub const FRAME_LENGTH_OFFSET: usize = 4;
+/// Offset of the first byte after `frame_length`.
+pub const FIELDS_OFFSET: usize = 8;
 
 /// The metadata of a record that the caller chooses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -118,15 +120,25 @@ impl RecordHeader {
 
     /// The checksum this header and payload should carry.
     pub fn compute_checksum(&self, payload: &[u8]) -> u32 {
-        let mut header = *self;
-        header.checksum = U32::new(0);
-        let crc = crc32c::crc32c(header.as_bytes());
+        let crc = crc32c::crc32c(&self.as_bytes()[FRAME_LENGTH_OFFSET..]);
         if self.record_type.get() == RECORD_TYPE_PADDING {
             crc
         } else {
             crc32c::crc32c_append(crc, payload)
         }
     }
+}
+
+/// The checksum of a frame laid out in memory (header then payload): one pass over
+/// `frame[4..frame_length]`. `frame` must hold at least the header.
+#[inline]
+pub fn frame_checksum(frame: &[u8], record_type: u16) -> u32 {
+    let end = if record_type == RECORD_TYPE_PADDING {
+        RECORD_HEADER_LEN
+    } else {
+        frame.len()
+    };
+    crc32c::crc32c(&frame[FRAME_LENGTH_OFFSET..end])
 }
 
 /// Rounds `n` up to the record alignment.
@@ -242,7 +254,7 @@ mod tests {
         );
         let bytes = header.as_bytes();
         assert_eq!(bytes.len(), 40);
-        assert_eq!(&bytes[0..4], &64u32.to_le_bytes());
+        assert_eq!(&bytes[4..8], &64u32.to_le_bytes());
         assert_eq!(&bytes[8..10], &0x0102u16.to_le_bytes());
         assert_eq!(&bytes[10..12], &0x0304u16.to_le_bytes());
         assert_eq!(&bytes[16..24], &5u64.to_le_bytes());

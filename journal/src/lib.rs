@@ -23,6 +23,7 @@
 mod durability;
 mod error;
 pub mod format;
+mod prepare;
 mod reader;
 mod scan;
 mod segment;

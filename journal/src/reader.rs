@@ -37,6 +37,9 @@ pub struct Reader {
     capacity: u64,
     current: Option<(u64, Mmap)>,
     position: u64,
+    /// `position / capacity` and `position % capacity`, kept incrementally (no division per record).
+    segment: u64,
+    data_offset: u64,
     last_sequence: u64,
     verify: bool,
     /// Per complete segment: (sequence, position) of the first record at or after every
@@ -73,6 +76,8 @@ impl Reader {
             capacity,
             current: Some((index, map)),
             position: index * capacity,
+            segment: index,
+            data_offset: 0,
             last_sequence: 0,
             verify: true,
             index: BTreeMap::new(),
@@ -98,6 +103,8 @@ impl Reader {
     /// position that is not one is reported as corruption by the next read.
     pub fn seek(&mut self, position: u64) {
         self.position = position;
+        self.segment = position / self.capacity;
+        self.data_offset = position % self.capacity;
         self.last_sequence = 0;
         if let Some((index, _)) = &self.current {
             if *index != position / self.capacity {
@@ -111,8 +118,8 @@ impl Reader {
     /// stays before it.
     pub fn next_record(&mut self) -> Result<Option<Record<'_>>> {
         loop {
-            let index = self.position / self.capacity;
-            let data_offset = self.position % self.capacity;
+            let index = self.segment;
+            let data_offset = self.data_offset;
             if self.current.as_ref().map(|(i, _)| *i) != Some(index) {
                 let path = segment_path(&self.dir, index);
                 match open_segment_readonly(&path, index, Some(self.segment_size))? {
@@ -137,6 +144,7 @@ impl Reader {
                         unsafe { std::slice::from_raw_parts(base.add(file_offset), frame_length) };
                     let position = self.position;
                     self.position += aligned_length;
+                    self.data_offset += aligned_length;
                     self.last_sequence = header.sequence.get();
                     return Ok(Some(Record {
                         position,
@@ -147,7 +155,9 @@ impl Reader {
                     }));
                 }
                 Frame::EndOfSegment => {
-                    self.position = (index + 1) * self.capacity;
+                    self.segment = index + 1;
+                    self.data_offset = 0;
+                    self.position = self.segment * self.capacity;
                 }
                 Frame::Empty => return Ok(None),
                 Frame::Invalid(kind) => {

@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use zerocopy::FromBytes;
 
 use crate::error::CorruptKind;
-use crate::format::{RecordHeader, RECORD_HEADER_LEN, RECORD_TYPE_PADDING, SEGMENT_HEADER_LEN};
+use crate::format::{
+    frame_checksum, RecordHeader, FRAME_LENGTH_OFFSET, RECORD_HEADER_LEN, RECORD_TYPE_PADDING,
+    SEGMENT_HEADER_LEN,
+};
 
 /// What was found at one offset of a segment's data region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +58,7 @@ pub(crate) unsafe fn judge_frame(
     }
     let file_offset = (SEGMENT_HEADER_LEN + data_offset) as usize;
     // SAFETY: file_offset + 40 <= segment_len, and offsets are 8-aligned in a page-aligned mapping.
-    let frame_length = unsafe { load_frame_length(base, file_offset) };
+    let frame_length = unsafe { load_frame_length(base, file_offset + FRAME_LENGTH_OFFSET) };
     if frame_length == 0 {
         return Frame::Empty;
     }
@@ -71,17 +74,20 @@ pub(crate) unsafe fn judge_frame(
     if header.reserved.get() != 0 {
         return Frame::Invalid(CorruptKind::ReservedNotZero);
     }
-    let payload = &rest[..frame_length as usize - RECORD_HEADER_LEN];
+    let _ = rest;
     if header.record_type.get() == RECORD_TYPE_PADDING {
         if aligned_length != remaining {
             return Frame::Invalid(CorruptKind::BadPadding);
         }
-        if header.compute_checksum(&[]) != header.checksum.get() {
+        if frame_checksum(frame, RECORD_TYPE_PADDING) != header.checksum.get() {
             return Frame::Invalid(CorruptKind::RecordChecksum);
         }
         return Frame::EndOfSegment;
     }
-    if verify && header.compute_checksum(payload) != header.checksum.get() {
+    if verify
+        && frame_checksum(&frame[..frame_length as usize], header.record_type.get())
+            != header.checksum.get()
+    {
         return Frame::Invalid(CorruptKind::RecordChecksum);
     }
     if header.sequence.get() <= last_sequence {

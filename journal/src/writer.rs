@@ -6,15 +6,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use zerocopy::IntoBytes;
-
 use crate::durability::{Durability, Shared};
 use crate::error::{CorruptKind, JournalError, Location, Result};
 use crate::format::{
     align_up, capacity, payload_len_max, segment_path, validate_segment_size, RecordHeader,
-    RecordMeta, CHECKSUM_OFFSET, RECORD_HEADER_LEN, RECORD_TYPE_PADDING, SEGMENT_HEADER_LEN,
-    SEGMENT_SIZE_DEFAULT,
+    RecordMeta, CHECKSUM_OFFSET, FIELDS_OFFSET, FRAME_LENGTH_OFFSET, RECORD_HEADER_LEN,
+    RECORD_TYPE_PADDING, SEGMENT_HEADER_LEN, SEGMENT_SIZE_DEFAULT,
 };
+use crate::prepare::Preparer;
 use crate::scan::{first_nonzero, judge_frame, Frame};
 use crate::segment::{
     create_segment, list_segments, open_segment_writable, sync_dir, WritableSegment,
@@ -45,8 +44,12 @@ pub struct JournalConfig {
     /// On open, truncate the log to its last valid record when invalid bytes follow it (true), or
     /// refuse to open with [`JournalError::Corrupt`] naming the place (false).
     pub truncate_invalid_tail: bool,
-    /// Pre-fault the pages of new segments when they are mapped.
+    /// Pre-fault the pages of new segments when they are mapped (read faults: no write-back cost).
     pub populate: bool,
+    /// Write-fault every page of each new segment ahead of the writer, off the append path. Makes
+    /// the pages dirty, so it applies only with [`SyncPolicy::None`]: with group commit, the first
+    /// sync of each segment would write all of it back.
+    pub pretouch: bool,
 }
 
 impl JournalConfig {
@@ -59,6 +62,7 @@ impl JournalConfig {
             verify_all_on_open: true,
             truncate_invalid_tail: true,
             populate: true,
+            pretouch: true,
         }
     }
 }
@@ -100,13 +104,12 @@ pub struct Journal {
     dir: PathBuf,
     segment_size: u64,
     capacity: u64,
-    populate: bool,
     current: WritableSegment,
     /// Data offset in `current` where the next record goes; in `0..=capacity`.
     offset: u64,
     last_sequence: u64,
     last_term: u64,
-    prepared: Option<WritableSegment>,
+    preparer: Preparer,
     shared: Arc<Shared>,
     durability: Option<Durability>,
     recovery: Option<RecoveryReport>,
@@ -174,6 +177,9 @@ impl Journal {
             .map_err(|e| JournalError::io(&current.path, e))?;
         let shared = Arc::new(Shared::new(position, capacity));
         shared.register(current.index, Arc::clone(&current.file));
+        let pretouch = config.pretouch && config.sync == SyncPolicy::None;
+        let mut preparer = Preparer::start(dir.clone(), segment_size, config.populate, pretouch)?;
+        preparer.request(current.index + 1);
         let durability = match config.sync {
             SyncPolicy::None => None,
             SyncPolicy::GroupCommit => Some(Durability::start(Arc::clone(&shared))?),
@@ -182,12 +188,12 @@ impl Journal {
             dir,
             segment_size,
             capacity,
-            populate: config.populate,
+
             current,
             offset,
             last_sequence,
             last_term,
-            prepared: None,
+            preparer,
             shared,
             durability,
             recovery,
@@ -281,22 +287,16 @@ impl Journal {
         let aligned = align_up((RECORD_HEADER_LEN + payload_len) as u64);
         if self.offset + aligned > self.capacity {
             self.roll()?;
-        } else if self.prepared.is_none() && self.offset * 2 >= self.capacity {
-            // Once per segment, half-way through: make the next segment ready so the roll is a swap.
-            self.prepare_next_segment()?;
         }
         let file_offset = (SEGMENT_HEADER_LEN + self.offset) as usize;
         let frame = &mut self.current.map[file_offset..file_offset + aligned as usize];
         debug_assert!(frame.iter().all(|&b| b == 0), "writing over unzeroed bytes");
-        let payload = &mut frame[RECORD_HEADER_LEN..RECORD_HEADER_LEN + payload_len];
-        fill(payload);
-        let mut header = RecordHeader::new(meta, payload_len);
-        header.checksum = header.compute_checksum(payload).into();
+        fill(&mut frame[RECORD_HEADER_LEN..RECORD_HEADER_LEN + payload_len]);
+        let frame_length = (RECORD_HEADER_LEN + payload_len) as u32;
+        write_header_in_place(frame, meta, frame_length);
         // Everything but the frame length first; the frame length last, with release ordering, so a
         // reader that sees it non-zero sees the whole record.
-        frame[CHECKSUM_OFFSET..RECORD_HEADER_LEN]
-            .copy_from_slice(&header.as_bytes()[CHECKSUM_OFFSET..]);
-        self.publish_frame_length(file_offset, header.frame_length.get());
+        self.publish_frame_length(file_offset, frame_length);
         self.offset += aligned;
         self.last_sequence = meta.sequence;
         self.last_term = meta.term;
@@ -332,7 +332,8 @@ impl Journal {
     }
 
     fn publish_frame_length(&mut self, file_offset: usize, frame_length: u32) {
-        assert!(file_offset.is_multiple_of(8) && file_offset + 4 <= self.current.map.len());
+        let file_offset = file_offset + FRAME_LENGTH_OFFSET;
+        assert!(file_offset.is_multiple_of(4) && file_offset + 4 <= self.current.map.len());
         // SAFETY: the offset is inside the mapping and 8-aligned (the mapping is page-aligned); no
         // Rust reference to these 4 bytes is alive; readers access them only atomically.
         unsafe {
@@ -341,42 +342,25 @@ impl Journal {
         }
     }
 
-    /// Prepares the next segment now if it is not ready yet: for a caller's idle time, so that no
-    /// append ever pays for it.
-    pub fn housekeeping(&mut self) -> Result<()> {
-        if self.prepared.is_none() {
-            self.prepare_next_segment()?;
-        }
-        Ok(())
-    }
-
-    fn prepare_next_segment(&mut self) -> Result<()> {
-        let index = self.current.index + 1;
-        let segment = create_segment(&self.dir, index, self.segment_size, self.populate)?;
-        self.shared.register(index, Arc::clone(&segment.file));
-        self.prepared = Some(segment);
-        Ok(())
-    }
-
     fn roll(&mut self) -> Result<()> {
-        if self.prepared.is_none() {
-            self.stats.roll_stalls += 1;
-            self.prepare_next_segment()?;
-        }
         // The next segment exists on disk before the padding that sends readers to it is published.
-        let next = self.prepared.take().expect("prepared above");
+        let (next, waited) = self.preparer.take(self.current.index + 1)?;
+        if waited {
+            self.stats.roll_stalls += 1;
+        }
+        self.shared.register(next.index, Arc::clone(&next.file));
+        self.preparer.request(next.index + 1);
         let remaining = self.capacity - self.offset;
         if remaining >= RECORD_HEADER_LEN as u64 {
             let meta = RecordMeta {
                 record_type: RECORD_TYPE_PADDING,
                 ..Default::default()
             };
-            let mut header = RecordHeader::new(&meta, remaining as usize - RECORD_HEADER_LEN);
-            header.checksum = header.compute_checksum(&[]).into();
             let file_offset = (SEGMENT_HEADER_LEN + self.offset) as usize;
-            self.current.map[file_offset + CHECKSUM_OFFSET..file_offset + RECORD_HEADER_LEN]
-                .copy_from_slice(&header.as_bytes()[CHECKSUM_OFFSET..]);
-            self.publish_frame_length(file_offset, header.frame_length.get());
+            let frame_length = remaining as u32;
+            let frame = &mut self.current.map[file_offset..file_offset + RECORD_HEADER_LEN];
+            write_header_in_place(frame, &meta, frame_length);
+            self.publish_frame_length(file_offset, frame_length);
         }
         self.current = next;
         self.offset = 0;
@@ -414,9 +398,8 @@ impl Journal {
             } else {
                 (position / self.capacity, position % self.capacity)
             };
-        if let Some(prepared) = self.prepared.take() {
-            drop(prepared);
-        }
+        self.preparer.discard()?;
+
         let mut segment = if index == self.current.index {
             None
         } else {
@@ -455,6 +438,7 @@ impl Journal {
         let (last_sequence, last_term) = self.last_record_before(position)?;
         self.last_sequence = last_sequence;
         self.last_term = last_term;
+        self.preparer.request(self.current.index + 1);
         Ok(())
     }
 
@@ -508,6 +492,27 @@ impl Drop for Journal {
             durability.stop();
         }
     }
+}
+
+/// Writes a record header into `frame` (header and payload already in place), all but the frame
+/// length, which the caller publishes last. The checksum covers the frame length, the rest of the
+/// header and the payload in one pass.
+#[inline]
+fn write_header_in_place(frame: &mut [u8], meta: &RecordMeta, frame_length: u32) {
+    frame[FIELDS_OFFSET..FIELDS_OFFSET + 2].copy_from_slice(&meta.record_type.to_le_bytes());
+    frame[FIELDS_OFFSET + 2..FIELDS_OFFSET + 4].copy_from_slice(&meta.flags.to_le_bytes());
+    frame[FIELDS_OFFSET + 4..FIELDS_OFFSET + 8].copy_from_slice(&0u32.to_le_bytes());
+    frame[FIELDS_OFFSET + 8..FIELDS_OFFSET + 16].copy_from_slice(&meta.sequence.to_le_bytes());
+    frame[FIELDS_OFFSET + 16..FIELDS_OFFSET + 24].copy_from_slice(&meta.term.to_le_bytes());
+    frame[FIELDS_OFFSET + 24..FIELDS_OFFSET + 32].copy_from_slice(&meta.timestamp_ns.to_le_bytes());
+    let end = if meta.record_type == RECORD_TYPE_PADDING {
+        RECORD_HEADER_LEN
+    } else {
+        frame_length as usize
+    };
+    let crc = crc32c::crc32c(&frame_length.to_le_bytes());
+    let crc = crc32c::crc32c_append(crc, &frame[FIELDS_OFFSET..end]);
+    frame[CHECKSUM_OFFSET..CHECKSUM_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// Zeroes the data region of a segment from `offset` on, touching only pages that hold non-zero
