@@ -27,6 +27,7 @@ mod prepare;
 mod reader;
 mod scan;
 mod segment;
+mod verify;
 mod writer;
 
 pub use error::{CorruptKind, JournalError, Location, Result};
@@ -34,4 +35,5 @@ pub use format::{
     RecordHeader, RecordMeta, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_SIZE_DEFAULT,
 };
 pub use reader::{Reader, Record, INDEX_STRIDE_BYTES};
+pub use verify::{verify, VerifyReport};
 pub use writer::{Journal, JournalConfig, RecoveryReport, SyncPolicy, WriterStats};

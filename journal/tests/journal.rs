@@ -477,3 +477,36 @@ fn a_reader_reports_corruption_with_its_location_and_stays_put() {
         }
     }
 }
+
+#[test]
+fn verify_reports_a_clean_journal_and_names_the_first_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut journal = Journal::open(config(dir.path(), SMALL_SEGMENT)).unwrap();
+    let ends = append_n(&mut journal, 5, 300, |_| 500);
+    let report = journal::verify(dir.path()).unwrap();
+    assert_eq!(report.records, 300);
+    assert_eq!(
+        (report.first_sequence, report.last_sequence),
+        (Some(5), Some(304))
+    );
+    assert_eq!(report.end_position, ends[299]);
+    assert_eq!(report.payload_bytes, 300 * 500);
+    drop(journal);
+    let path = segment_file(dir.path(), 1);
+    let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&[0xAA], SEGMENT_HEADER_LEN + 100)
+        .unwrap();
+    match journal::verify(dir.path()) {
+        Err(JournalError::Corrupt { kind, location }) => {
+            assert_eq!(kind, CorruptKind::RecordChecksum);
+            assert_eq!(location.segment_index, 1);
+            assert_eq!(location.path, path);
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    // Read-only: the damage is still there for the writer's recovery to find.
+    assert!(Journal::open(config(dir.path(), SMALL_SEGMENT))
+        .unwrap()
+        .recovery()
+        .is_some());
+}
