@@ -15,7 +15,7 @@ use crate::event::{
     FLAG_PRIORITY_KEPT, FLAG_TAKER_DONE, STATUS_HALTED, STATUS_TRADING,
 };
 use crate::hash;
-use crate::table::Table;
+use crate::table::{ClientKey, Table};
 use zerocopy::little_endian::{I64, U32, U64};
 
 /// "No slot / no level" marker.
@@ -168,8 +168,9 @@ impl Order {
             | u64::from(self.post_only) << 24
     }
 
+    #[inline]
     fn compute_hash_static(&self, instrument_id: u32) -> u64 {
-        hash::mix_words(&[
+        hash::mix_parallel(&[
             self.order_id,
             self.client_order_id,
             self.price as u64,
@@ -365,7 +366,7 @@ pub struct Matcher {
     pub(crate) order_free_head: u32,
     pub(crate) orders_live: u32,
     pub(crate) order_ids: Table<u64>,
-    pub(crate) client_order_ids: Table<u128>,
+    pub(crate) client_order_ids: Table<ClientKey>,
     pub(crate) accounts: Vec<Account>,
     pub(crate) account_ids: Table<u64>,
     pub(crate) trade_id_next: u64,
@@ -377,8 +378,11 @@ pub struct Matcher {
 }
 
 #[inline(always)]
-fn client_key(account_slot: u32, client_order_id: u64) -> u128 {
-    u128::from(account_slot) << 64 | u128::from(client_order_id)
+pub(crate) fn client_key(account_slot: u32, client_order_id: u64) -> ClientKey {
+    ClientKey {
+        client_order_id,
+        account_slot,
+    }
 }
 
 impl Matcher {

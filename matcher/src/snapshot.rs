@@ -373,7 +373,7 @@ impl Matcher {
         if leaves == 0 || leaves > quantity {
             return Err(invalid("order quantity"));
         }
-        let client_key = u128::from(account_slot) << 64 | u128::from(entry.client_order_id.get());
+        let client_key = crate::book::client_key(account_slot, entry.client_order_id.get());
         if self.client_order_ids.get(client_key).is_some() {
             return Err(invalid("duplicate client order id"));
         }

@@ -21,17 +21,34 @@ impl TableKey for u64 {
     }
 }
 
-impl TableKey for u128 {
+/// (account slot, client order id): packed to 12 bytes so that a table entry is 16.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C, packed(4))]
+pub struct ClientKey {
+    /// Client order id.
+    pub client_order_id: u64,
+    /// Account slot.
+    pub account_slot: u32,
+}
+
+impl TableKey for ClientKey {
     #[inline(always)]
     fn hash64(&self) -> u64 {
-        hash::finalize((*self >> 64) as u64 ^ hash::finalize(*self as u64))
+        let (client_order_id, account_slot) = (self.client_order_id, self.account_slot);
+        client_order_id ^ u64::from(account_slot).rotate_left(40)
     }
 }
 
-/// Maps keys to `u32` values.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Entry<K> {
+    key: K,
+    value: u32,
+}
+
+/// Maps keys to `u32` values. Key and value share one entry, so a probe touches one cache line.
 pub struct Table<K: TableKey> {
-    keys: Vec<K>,
-    values: Vec<u32>,
+    entries: Vec<Entry<K>>,
     bits: u32,
     mask: usize,
     len: u32,
@@ -46,8 +63,13 @@ impl<K: TableKey> Table<K> {
         let bits = slots.trailing_zeros().max(1);
         let slots = 1usize << bits;
         Table {
-            keys: vec![K::default(); slots],
-            values: vec![EMPTY; slots],
+            entries: vec![
+                Entry {
+                    key: K::default(),
+                    value: EMPTY
+                };
+                slots
+            ],
             bits,
             mask: slots - 1,
             len: 0,
@@ -70,12 +92,12 @@ impl<K: TableKey> Table<K> {
     pub fn get(&self, key: K) -> Option<u32> {
         let mut index = hash::slot_of(key.hash64(), self.bits);
         loop {
-            let value = self.values[index];
-            if value == EMPTY {
+            let entry = self.entries[index];
+            if entry.value == EMPTY {
                 return None;
             }
-            if self.keys[index] == key {
-                return Some(value);
+            if entry.key == key {
+                return Some(entry.value);
             }
             index = (index + 1) & self.mask;
         }
@@ -88,13 +110,13 @@ impl<K: TableKey> Table<K> {
         assert!(self.len < self.capacity, "table over capacity");
         let mut index = hash::slot_of(key.hash64(), self.bits);
         loop {
-            if self.values[index] == EMPTY {
-                self.keys[index] = key;
-                self.values[index] = value;
+            let entry = &mut self.entries[index];
+            if entry.value == EMPTY {
+                *entry = Entry { key, value };
                 self.len += 1;
                 return;
             }
-            assert!(self.keys[index] != key, "duplicate table key");
+            assert!(entry.key != key, "duplicate table key");
             index = (index + 1) & self.mask;
         }
     }
@@ -104,30 +126,32 @@ impl<K: TableKey> Table<K> {
     pub fn remove(&mut self, key: K) -> u32 {
         let mut index = hash::slot_of(key.hash64(), self.bits);
         loop {
-            assert!(self.values[index] != EMPTY, "removing an absent table key");
-            if self.keys[index] == key {
+            assert!(
+                self.entries[index].value != EMPTY,
+                "removing an absent table key"
+            );
+            if self.entries[index].key == key {
                 break;
             }
             index = (index + 1) & self.mask;
         }
-        let removed = self.values[index];
+        let removed = self.entries[index].value;
         // Backward-shift deletion: pull later entries of the probe run into the hole so that
         // lookups never need tombstones.
         let mut hole = index;
         let mut next = (hole + 1) & self.mask;
-        while self.values[next] != EMPTY {
-            let home = hash::slot_of(self.keys[next].hash64(), self.bits);
+        while self.entries[next].value != EMPTY {
+            let home = hash::slot_of(self.entries[next].key.hash64(), self.bits);
             // Move the entry at `next` into the hole if its home is not cyclically in (hole, next].
             let distance_home = next.wrapping_sub(home) & self.mask;
             let distance_hole = next.wrapping_sub(hole) & self.mask;
             if distance_home >= distance_hole {
-                self.keys[hole] = self.keys[next];
-                self.values[hole] = self.values[next];
+                self.entries[hole] = self.entries[next];
                 hole = next;
             }
             next = (next + 1) & self.mask;
         }
-        self.values[hole] = EMPTY;
+        self.entries[hole].value = EMPTY;
         self.len -= 1;
         removed
     }
@@ -137,6 +161,12 @@ impl<K: TableKey> Table<K> {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn entries_are_16_bytes() {
+        assert_eq!(core::mem::size_of::<Entry<u64>>(), 16);
+        assert_eq!(core::mem::size_of::<Entry<ClientKey>>(), 16);
+    }
 
     #[test]
     fn matches_btreemap() {
