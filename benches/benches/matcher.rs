@@ -441,7 +441,7 @@ struct Ours {
 impl Engine for Ours {
     const NAME: &'static str = "matcher (ours)";
     fn new(stream: &Stream) -> Ours {
-        let order_capacity = if stream.name == "A" { 400_000 } else { 64_000 };
+        let order_capacity = if stream.name == "A" { 250_000 } else { 64_000 };
         Ours { matcher: Matcher::new(config(order_capacity)).expect("config"), events: Vec::with_capacity(1 << 16) }
     }
     #[inline(always)]
@@ -607,7 +607,7 @@ fn replay(commands: usize) -> (usize, f64, u64) {
         buffer.extend_from_slice(record.as_bytes());
     }
     drop(stream);
-    let mut matcher = Matcher::new(config(400_000)).expect("config");
+    let mut matcher = Matcher::new(config(250_000)).expect("config");
     let mut sink = CountingSink::default();
     let start = Instant::now();
     for (index, payload) in buffer.chunks_exact(matcher::COMMAND_RECORD_SIZE).enumerate() {

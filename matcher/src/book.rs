@@ -109,33 +109,39 @@ pub(crate) struct Level {
     pub(crate) count: u32,
 }
 
+/// A pooled order. The first cache line holds what matching and cancelling read; the second
+/// what only removal, replace and snapshots need.
 #[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
 pub(crate) struct Order {
     /// 0 when the slot is free.
     pub(crate) order_id: u64,
-    pub(crate) client_order_id: u64,
-    pub(crate) price: i64,
-    /// Total quantity: original (or replaced) quantity minus STP decrements.
-    pub(crate) quantity: u64,
     pub(crate) leaves: u64,
-    /// Sequence of the command that put the order at the back of its level's queue.
-    pub(crate) priority_sequence: u64,
+    pub(crate) price: i64,
     pub(crate) hash_static: u64,
     pub(crate) hash: u64,
     /// Level FIFO links; `next` also links the free list.
     pub(crate) prev: u32,
     pub(crate) next: u32,
-    pub(crate) account_prev: u32,
-    pub(crate) account_next: u32,
     pub(crate) account_slot: u32,
     pub(crate) account_id: u32,
     pub(crate) instrument_index: u32,
     pub(crate) level_index: u32,
+    // Second cache line.
+    pub(crate) client_order_id: u64,
+    /// Total quantity: original (or replaced) quantity minus STP decrements.
+    pub(crate) quantity: u64,
+    /// Sequence of the command that put the order at the back of its level's queue.
+    pub(crate) priority_sequence: u64,
+    pub(crate) account_prev: u32,
+    pub(crate) account_next: u32,
     pub(crate) side: Side,
     pub(crate) time_in_force: TimeInForce,
     pub(crate) stp_mode: StpMode,
     pub(crate) post_only: bool,
 }
+const _: () = assert!(core::mem::size_of::<Order>() == 128);
+const _: () = assert!(core::mem::offset_of!(Order, level_index) + 4 <= 64);
 
 impl Order {
     const FREE: Order = Order {
