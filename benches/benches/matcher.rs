@@ -17,8 +17,8 @@
 
 use hdrhistogram::Histogram;
 use matcher::{
-    Cancel, Command, CommandRecord, Config, CountingSink, Event, EventKind, InstrumentConfig, Matcher, NewOrder,
-    OrderType, Replace, Side, StpMode, TimeInForce, FLAG_MAKER_DONE,
+    Cancel, Command, CommandRecord, Config, CountingSink, Event, EventKind, InstrumentConfig,
+    Matcher, NewOrder, OrderType, Replace, Side, StpMode, TimeInForce, FLAG_MAKER_DONE,
 };
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
@@ -88,7 +88,8 @@ fn pin_to_last_core() -> Option<usize> {
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(core, &mut set);
-        (libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0).then_some(core)
+        (libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0)
+            .then_some(core)
     }
 }
 
@@ -104,11 +105,28 @@ const QUANTITY_MAX_LOTS: u64 = 100;
 enum Op {
     /// Set-up only (instrument creation).
     Nothing,
-    Limit { id: u64, side: Side, price: i64, quantity: u64, ioc: bool },
-    Market { id: u64, side: Side, quantity: u64 },
-    Cancel { id: u64 },
+    Limit {
+        id: u64,
+        side: Side,
+        price: i64,
+        quantity: u64,
+        ioc: bool,
+    },
+    Market {
+        id: u64,
+        side: Side,
+        quantity: u64,
+    },
+    Cancel {
+        id: u64,
+    },
     /// Replace to a new price keeping the open quantity (`leaves`).
-    Move { id: u64, side: Side, price: i64, leaves: u64 },
+    Move {
+        id: u64,
+        side: Side,
+        price: i64,
+        leaves: u64,
+    },
 }
 
 struct Stream {
@@ -140,7 +158,12 @@ fn instrument() -> InstrumentConfig {
 }
 
 fn config(order_capacity: u32) -> Config {
-    Config { order_capacity, level_capacity: 2 * PRICE_LEVELS, instrument_capacity: 1, account_capacity: 4096 }
+    Config {
+        order_capacity,
+        level_capacity: 2 * PRICE_LEVELS,
+        instrument_capacity: 1,
+        account_capacity: 4096,
+    }
 }
 
 struct Rng(u64);
@@ -194,7 +217,8 @@ impl Generator {
         let record = command.encode();
         let sequence = self.sequence_next();
         self.events.clear();
-        self.matcher.apply(sequence, sequence, &record, &mut self.events);
+        self.matcher
+            .apply(sequence, sequence, &record, &mut self.events);
         for event in &self.events {
             match event.event_kind() {
                 Some(EventKind::BookAdd) => {
@@ -202,11 +226,15 @@ impl Generator {
                     self.live_index.insert(id, self.live.len());
                     self.live.push(id);
                 }
-                Some(EventKind::BookDelete) => remove_live(&mut self.live, &mut self.live_index, event.order_id.get()),
+                Some(EventKind::BookDelete) => {
+                    remove_live(&mut self.live, &mut self.live_index, event.order_id.get())
+                }
                 Some(EventKind::Trade) if event.flags & FLAG_MAKER_DONE != 0 => {
                     remove_live(&mut self.live, &mut self.live_index, event.aux_a.get())
                 }
-                Some(EventKind::Rejected) => panic!("generator produced a rejected command: {event:?}"),
+                Some(EventKind::Rejected) => {
+                    panic!("generator produced a rejected command: {event:?}")
+                }
                 _ => {}
             }
         }
@@ -263,7 +291,16 @@ impl Generator {
             quantity,
         };
         let ioc = time_in_force == TimeInForce::Ioc;
-        self.push(Op::Limit { id, side, price, quantity, ioc }, Command::NewOrder(order));
+        self.push(
+            Op::Limit {
+                id,
+                side,
+                price,
+                quantity,
+                ioc,
+            },
+            Command::NewOrder(order),
+        );
     }
 
     fn market(&mut self, side: Side, quantity: u64) {
@@ -293,13 +330,23 @@ impl Generator {
     fn cancel(&mut self) {
         let Some(id) = self.random_live() else { return };
         let account_id = self.matcher.order(id).expect("live").account_id;
-        self.push(Op::Cancel { id }, Command::Cancel(Cancel { account_id, order_id: id }));
+        self.push(
+            Op::Cancel { id },
+            Command::Cancel(Cancel {
+                account_id,
+                order_id: id,
+            }),
+        );
     }
 
     fn move_order(&mut self, offset: i64) {
         let Some(id) = self.random_live() else { return };
         let order = self.matcher.order(id).expect("live");
-        let price = if offset > 0 { self.passive_price(order.side, offset) } else { self.price(order.side, offset) };
+        let price = if offset > 0 {
+            self.passive_price(order.side, offset)
+        } else {
+            self.price(order.side, offset)
+        };
         let sequence = self.sequence_next();
         let replace = Replace {
             account_id: order.account_id,
@@ -308,7 +355,12 @@ impl Generator {
             price,
             quantity: order.quantity,
         };
-        let op = Op::Move { id, side: order.side, price, leaves: order.leaves };
+        let op = Op::Move {
+            id,
+            side: order.side,
+            price,
+            leaves: order.leaves,
+        };
         self.push(op, Command::Replace(replace));
     }
 
@@ -407,7 +459,11 @@ fn mix_b(commands: usize) -> Stream {
         let above_target = generator.matcher.order_count() > RESTING_TARGET;
         if roll < 82 {
             let crossing = above_target && generator.rng.below(100) < 5;
-            let offset = if crossing { -1 } else { 1 + generator.rng.below(30) as i64 };
+            let offset = if crossing {
+                -1
+            } else {
+                1 + generator.rng.below(30) as i64
+            };
             generator.move_order(offset);
         } else if roll < 91 {
             let offset = 1 + generator.rng.below(30) as i64;
@@ -418,7 +474,11 @@ fn mix_b(commands: usize) -> Stream {
             generator.cancel();
         } else {
             let price = generator.price(side, -2);
-            let quantity = if above_target { 1 + generator.rng.below(8 * QUANTITY_MAX_LOTS) } else { 1 + generator.rng.below(10) };
+            let quantity = if above_target {
+                1 + generator.rng.below(8 * QUANTITY_MAX_LOTS)
+            } else {
+                1 + generator.rng.below(10)
+            };
             generator.limit(side, price, quantity, TimeInForce::Ioc);
         }
     }
@@ -442,13 +502,17 @@ impl Engine for Ours {
     const NAME: &'static str = "matcher (ours)";
     fn new(stream: &Stream) -> Ours {
         let order_capacity = if stream.name == "A" { 250_000 } else { 64_000 };
-        Ours { matcher: Matcher::new(config(order_capacity)).expect("config"), events: Vec::with_capacity(1 << 16) }
+        Ours {
+            matcher: Matcher::new(config(order_capacity)).expect("config"),
+            events: Vec::with_capacity(1 << 16),
+        }
     }
     #[inline(always)]
     fn apply(&mut self, stream: &Stream, index: usize) {
         self.events.clear();
         let sequence = index as u64 + 1;
-        self.matcher.apply(sequence, sequence, &stream.records[index], &mut self.events);
+        self.matcher
+            .apply(sequence, sequence, &stream.records[index], &mut self.events);
         black_box(&self.events);
     }
 }
@@ -473,25 +537,51 @@ impl Engine for Lobster {
         let book = &mut self.0;
         match stream.ops[index] {
             Op::Nothing => {}
-            Op::Limit { id, side, price, quantity, ioc } => {
+            Op::Limit {
+                id,
+                side,
+                price,
+                quantity,
+                ioc,
+            } => {
                 let id = u128::from(id);
-                black_box(book.execute(T::Limit { id, side: lobster_side(side), qty: quantity, price: price as u64 }));
+                black_box(book.execute(T::Limit {
+                    id,
+                    side: lobster_side(side),
+                    qty: quantity,
+                    price: price as u64,
+                }));
                 if ioc {
                     // No IOC in lobster: cancel whatever rested.
                     black_box(book.execute(T::Cancel { id }));
                 }
             }
             Op::Market { id, side, quantity } => {
-                black_box(book.execute(T::Market { id: u128::from(id), side: lobster_side(side), qty: quantity }));
+                black_box(book.execute(T::Market {
+                    id: u128::from(id),
+                    side: lobster_side(side),
+                    qty: quantity,
+                }));
             }
             Op::Cancel { id } => {
                 black_box(book.execute(T::Cancel { id: u128::from(id) }));
             }
-            Op::Move { id, side, price, leaves, .. } => {
+            Op::Move {
+                id,
+                side,
+                price,
+                leaves,
+                ..
+            } => {
                 // No replace in lobster: cancel and re-add the open quantity under the same id.
                 let id = u128::from(id);
                 black_box(book.execute(T::Cancel { id }));
-                black_box(book.execute(T::Limit { id, side: lobster_side(side), qty: leaves, price: price as u64 }));
+                black_box(book.execute(T::Limit {
+                    id,
+                    side: lobster_side(side),
+                    qty: leaves,
+                    price: price as u64,
+                }));
             }
         }
     }
@@ -517,14 +607,30 @@ impl Engine for OrderbookRs {
         let book = &self.0;
         match stream.ops[index] {
             Op::Nothing => {}
-            Op::Limit { id, side, price, quantity, ioc } => {
+            Op::Limit {
+                id,
+                side,
+                price,
+                quantity,
+                ioc,
+            } => {
                 let time_in_force = if ioc { Tif::Ioc } else { Tif::Gtc };
-                let result =
-                    book.add_limit_order(Id::from_u64(id), price as u128, quantity, orderbook_rs_side(side), time_in_force, None);
+                let result = book.add_limit_order(
+                    Id::from_u64(id),
+                    price as u128,
+                    quantity,
+                    orderbook_rs_side(side),
+                    time_in_force,
+                    None,
+                );
                 let _ = black_box(result);
             }
             Op::Market { id, side, quantity } => {
-                let _ = black_box(book.match_market_order(Id::from_u64(id), quantity, orderbook_rs_side(side)));
+                let _ = black_box(book.match_market_order(
+                    Id::from_u64(id),
+                    quantity,
+                    orderbook_rs_side(side),
+                ));
             }
             Op::Cancel { id } => {
                 let _ = black_box(book.cancel_order(Id::from_u64(id)));
@@ -567,10 +673,14 @@ fn measure<E: Engine>(stream: &Stream, ticks_per_ns: f64) -> Result {
     let commands = (stream.records.len() - stream.timed_from) as u64;
     // Latency run.
     let mut engine: E = prefill(stream);
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
+    let mut histogram =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
     let mut samples_ticks = vec![0u32; commands as usize];
     let allocations_before = ALLOCATIONS.load(Ordering::Relaxed);
-    for (sample, index) in samples_ticks.iter_mut().zip(stream.timed_from..stream.records.len()) {
+    for (sample, index) in samples_ticks
+        .iter_mut()
+        .zip(stream.timed_from..stream.records.len())
+    {
         let start = ticks();
         engine.apply(stream, index);
         let end = ticks();
@@ -602,7 +712,8 @@ fn measure<E: Engine>(stream: &Stream, ticks_per_ns: f64) -> Result {
 
 fn replay(commands: usize) -> (usize, f64, u64) {
     let stream = mix_a(commands.saturating_sub(100_000));
-    let mut buffer: Vec<u8> = Vec::with_capacity(stream.records.len() * matcher::COMMAND_RECORD_SIZE);
+    let mut buffer: Vec<u8> =
+        Vec::with_capacity(stream.records.len() * matcher::COMMAND_RECORD_SIZE);
     for record in &stream.records {
         buffer.extend_from_slice(record.as_bytes());
     }
@@ -610,7 +721,10 @@ fn replay(commands: usize) -> (usize, f64, u64) {
     let mut matcher = Matcher::new(config(250_000)).expect("config");
     let mut sink = CountingSink::default();
     let start = Instant::now();
-    for (index, payload) in buffer.chunks_exact(matcher::COMMAND_RECORD_SIZE).enumerate() {
+    for (index, payload) in buffer
+        .chunks_exact(matcher::COMMAND_RECORD_SIZE)
+        .enumerate()
+    {
         let sequence = index as u64 + 1;
         matcher.apply_payload(sequence, sequence, payload, &mut sink);
     }
@@ -621,14 +735,18 @@ fn replay(commands: usize) -> (usize, f64, u64) {
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|text| text.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
     // `cargo bench` passes `--bench`; ignore arguments.
     let commands = env_usize("MATCHER_BENCH_COMMANDS", 2_000_000);
     let replay_commands = env_usize("MATCHER_BENCH_REPLAY", 10_000_000);
-    let engines = std::env::var("MATCHER_BENCH_ENGINES").unwrap_or_else(|_| "ours,lobster,orderbook-rs".to_string());
+    let engines = std::env::var("MATCHER_BENCH_ENGINES")
+        .unwrap_or_else(|_| "ours,lobster,orderbook-rs".to_string());
     let mixes = std::env::var("MATCHER_BENCH_MIXES").unwrap_or_else(|_| "A,B".to_string());
     let core = pin_to_last_core();
     let ticks_per_ns = ticks_per_ns();
@@ -637,7 +755,8 @@ fn main() {
         for _ in 0..1_000_000 {
             let start = ticks();
             let end = black_box(ticks());
-            overhead.saturating_record((((end - start) as f64) / ticks_per_ns).round().max(1.0) as u64);
+            overhead
+                .saturating_record((((end - start) as f64) / ticks_per_ns).round().max(1.0) as u64);
         }
         overhead.value_at_quantile(0.5)
     };
@@ -657,7 +776,9 @@ fn main() {
             let mut sink = CountingSink::default();
             for index in stream.timed_from..stream.records.len() {
                 let sequence = index as u64 + 1;
-                engine.matcher.apply(sequence, sequence, &stream.records[index], &mut sink);
+                engine
+                    .matcher
+                    .apply(sequence, sequence, &stream.records[index], &mut sink);
             }
             sink
         };
