@@ -338,7 +338,7 @@ pub fn cancel_reason_from_u8(value: u8) -> Option<CancelReason> {
 }
 
 /// Where the matcher writes events. Implementations must not fail: buffer space is the
-/// caller's to provide. A command emits at most `3 + 4 * n` events, where `n` is the number of
+/// caller's to provide. A command emits at most `5 + 4 * n` events, where `n` is the number of
 /// resting orders it touches (fills, cancels), so a sweep is bounded by the book's size.
 pub trait EventSink {
     /// Receives one event. Called in event order.
