@@ -173,10 +173,12 @@ fn durability_lag(
     clock: &Clock,
     rate: u64,
     duration: Duration,
-) -> (hdrhistogram::Histogram<u64>, u64) {
+    zero_fill: bool,
+) -> (hdrhistogram::Histogram<u64>, u64, u64) {
     let dir = bench_dir("durability");
     let mut config = journal_config(dir.path());
     config.sync = SyncPolicy::GroupCommit;
+    config.zero_fill = zero_fill;
     let mut journal = Journal::open(config).unwrap();
     let payload = [7u8; PAYLOAD_LEN];
     let interval_ns = 1_000_000_000 / rate;
@@ -185,12 +187,15 @@ fn durability_lag(
     let mut h = histogram();
     let start = clock.now_ns();
     let mut sent = 0u64;
+    let mut append_max = 0u64;
     while sent < total || !pending.is_empty() {
         let now = clock.now_ns();
         if sent < total && now >= start + sent * interval_ns {
             let intended = start + sent * interval_ns;
             sent += 1;
+            let t0 = clock.now_ns();
             let end = journal.append(&meta(sent), &payload).unwrap();
+            append_max = append_max.max(clock.now_ns() - t0);
             pending.push_back((end, intended));
         }
         let durable = journal.position_durable();
@@ -203,7 +208,7 @@ fn durability_lag(
         }
         std::hint::spin_loop();
     }
-    (h, journal.sync_rounds())
+    (h, journal.sync_rounds(), append_max)
 }
 
 /// The baseline: write one record and fdatasync, repeatedly; the latency of each pair.
@@ -237,102 +242,130 @@ fn main() {
     let clock = Clock::calibrate(Duration::from_millis(200));
     println!("# Journal benchmark\n\nmachine: {}; {records} records of {PAYLOAD_LEN}-byte payloads ({FRAME_LEN}-byte frames); median of {RUNS} runs\n", machine());
 
-    let mut journal_rates = Vec::new();
-    let mut memcpy_rates = Vec::new();
-    let mut write_rates = Vec::new();
-    let mut buf_rates = Vec::new();
-    for _ in 0..RUNS {
-        journal_rates.push(journal_append_rate(records));
-        memcpy_rates.push(memcpy_rate(records));
-        write_rates.push(write_syscall_rate(syscall_records));
-        buf_rates.push(bufwriter_rate(records));
+    let only = std::env::var("JOURNAL_BENCH_ONLY").unwrap_or_default();
+    let run = |section: &str| only.is_empty() || only.split(',').any(|s| s == section);
+    if run("append") {
+        let mut journal_rates = Vec::new();
+        let mut memcpy_rates = Vec::new();
+        let mut write_rates = Vec::new();
+        let mut buf_rates = Vec::new();
+        for _ in 0..RUNS {
+            journal_rates.push(journal_append_rate(records));
+            memcpy_rates.push(memcpy_rate(records));
+            write_rates.push(write_syscall_rate(syscall_records));
+            buf_rates.push(bufwriter_rate(records));
+        }
+        let journal_rate = median(&mut journal_rates);
+        let memcpy = median(&mut memcpy_rates);
+        let write = median(&mut write_rates);
+        let buf = median(&mut buf_rates);
+        println!("## Append throughput\n\n| writer | records/s | ns/record | journal ÷ this |\n|---|---|---|---|");
+        for (name, rate) in [
+            ("journal append (CRC32C, mmap)", journal_rate),
+            ("baseline: raw memcpy into mapping", memcpy),
+            ("baseline (a): write(2) per record", write),
+            ("baseline (b): BufWriter 64 KiB", buf),
+        ] {
+            println!(
+                "| {name} | {} | {:.1} | {:.2}x |",
+                format_rate(rate),
+                1e9 / rate,
+                journal_rate / rate
+            );
+        }
     }
-    let journal_rate = median(&mut journal_rates);
-    let memcpy = median(&mut memcpy_rates);
-    let write = median(&mut write_rates);
-    let buf = median(&mut buf_rates);
-    println!("## Append throughput\n\n| writer | records/s | ns/record | journal ÷ this |\n|---|---|---|---|");
-    for (name, rate) in [
-        ("journal append (CRC32C, mmap)", journal_rate),
-        ("baseline: raw memcpy into mapping", memcpy),
-        ("baseline (a): write(2) per record", write),
-        ("baseline (b): BufWriter 64 KiB", buf),
-    ] {
+    if run("read") {
+        let mut verified = Vec::new();
+        let mut unverified = Vec::new();
+        for _ in 0..RUNS {
+            let (v, u) = read_rate(records);
+            verified.push(v);
+            unverified.push(u);
+        }
+        println!("\n## Sequential read\n\n| reader | records/s |\n|---|---|");
         println!(
-            "| {name} | {} | {:.1} | {:.2}x |",
-            format_rate(rate),
-            1e9 / rate,
-            journal_rate / rate
+            "| with CRC32C verification | {} |",
+            format_rate(median(&mut verified))
+        );
+        println!(
+            "| without verification | {} |",
+            format_rate(median(&mut unverified))
         );
     }
-
-    let mut verified = Vec::new();
-    let mut unverified = Vec::new();
-    for _ in 0..RUNS {
-        let (v, u) = read_rate(records);
-        verified.push(v);
-        unverified.push(u);
+    if run("latency") {
+        let latency_records = records.min(2_000_000);
+        println!(
+            "\n## Append latency (per call, TSC clock)\n\n{}",
+            table_header("writer")
+        );
+        println!(
+            "{}",
+            table_row(
+                "journal append",
+                "max speed",
+                &append_latency(&clock, latency_records)
+            )
+        );
+        println!(
+            "{}",
+            table_row(
+                "baseline (a): write(2)",
+                "max speed",
+                &write_latency(&clock, syscall_records, false)
+            )
+        );
+        println!(
+            "{}",
+            table_row(
+                "baseline (b): BufWriter",
+                "max speed",
+                &write_latency(&clock, latency_records, true)
+            )
+        );
     }
-    println!("\n## Sequential read\n\n| reader | records/s |\n|---|---|");
-    println!(
-        "| with CRC32C verification | {} |",
-        format_rate(median(&mut verified))
-    );
-    println!(
-        "| without verification | {} |",
-        format_rate(median(&mut unverified))
-    );
-
-    let latency_records = records.min(2_000_000);
-    println!(
-        "\n## Append latency (per call, TSC clock)\n\n{}",
-        table_header("writer")
-    );
-    println!(
-        "{}",
-        table_row(
-            "journal append",
-            "max speed",
-            &append_latency(&clock, latency_records)
-        )
-    );
-    println!(
-        "{}",
-        table_row(
-            "baseline (a): write(2)",
-            "max speed",
-            &write_latency(&clock, syscall_records, false)
-        )
-    );
-    println!(
-        "{}",
-        table_row(
-            "baseline (b): BufWriter",
-            "max speed",
-            &write_latency(&clock, latency_records, true)
-        )
-    );
-
+    if !run("durability") {
+        return;
+    }
     let rate = 20_000;
     let seconds = if smoke { 1 } else { 2 };
-    let (lag, rounds) = durability_lag(&clock, rate, Duration::from_secs(seconds));
     let bare = fdatasync_latency(&clock, if smoke { 100 } else { 2000 });
-    println!("\n## Group-commit durability (open loop, {rate} records/s for {seconds} s; {rounds} fdatasync rounds)\n\n{}", table_header("measure"));
+    let (lag, rounds, append_max) =
+        durability_lag(&clock, rate, Duration::from_secs(seconds), false);
+    let (lag_zero, rounds_zero, append_max_zero) =
+        durability_lag(&clock, rate, Duration::from_secs(seconds), true);
+    println!(
+        "\n## Group-commit durability (open loop, {rate} records/s for {seconds} s)\n\n{}",
+        table_header("measure")
+    );
     println!(
         "{}",
         table_row(
-            "journal: append → position_durable (lag)",
+            &format!("journal, fallocated segments: append → durable ({rounds} sync rounds)"),
             &format!("{rate}/s"),
             &lag
         )
     );
     println!(
         "{}",
-        table_row("baseline: write(2) + fdatasync", "back to back", &bare)
+        table_row(
+            &format!("journal, zero-filled segments: append → durable ({rounds_zero} sync rounds)"),
+            &format!("{rate}/s"),
+            &lag_zero
+        )
     );
     println!(
-        "\nlag p99 ÷ bare fdatasync p99 = {:.2}x; lag p50 ÷ bare p50 = {:.2}x",
-        lag.value_at_quantile(0.99) as f64 / bare.value_at_quantile(0.99) as f64,
-        lag.value_at_quantile(0.5) as f64 / bare.value_at_quantile(0.5) as f64
+        "{}",
+        table_row("baseline: write(2) + fdatasync", "back to back", &bare)
     );
+    for (name, lag, append_max) in [
+        ("fallocated", &lag, append_max),
+        ("zero-filled", &lag_zero, append_max_zero),
+    ] {
+        println!(
+            "\n{name}: lag p99 ÷ bare fdatasync p99 = {:.2}x; lag p50 ÷ bare p50 = {:.2}x; slowest single append {}",
+            lag.value_at_quantile(0.99) as f64 / bare.value_at_quantile(0.99) as f64,
+            lag.value_at_quantile(0.5) as f64 / bare.value_at_quantile(0.5) as f64,
+            benches::format_ns(append_max)
+        );
+    }
 }

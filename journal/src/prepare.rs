@@ -7,7 +7,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::thread::JoinHandle;
 
 use crate::error::{JournalError, Result};
-use crate::segment::{create_segment, WritableSegment};
+use crate::segment::{create_segment, SegmentInit, WritableSegment};
 
 pub(crate) struct Preparer {
     requests: Option<SyncSender<u64>>,
@@ -24,7 +24,7 @@ impl Preparer {
     pub(crate) fn start(
         dir: PathBuf,
         segment_size: u64,
-        populate: bool,
+        init: SegmentInit,
         pretouch: bool,
     ) -> Result<Self> {
         // One request and one result in flight at most: the writer never runs more than one
@@ -36,7 +36,7 @@ impl Preparer {
             .spawn(move || {
                 for index in request_receiver {
                     let result =
-                        create_segment(&dir, index, segment_size, populate).inspect(|segment| {
+                        create_segment(&dir, index, segment_size, init).inspect(|segment| {
                             if pretouch {
                                 pretouch_pages(segment);
                             }
