@@ -243,7 +243,16 @@ fn main() {
     println!("# Journal benchmark\n\nmachine: {}; {records} records of {PAYLOAD_LEN}-byte payloads ({FRAME_LEN}-byte frames); median of {RUNS} runs\n", machine());
 
     let only = std::env::var("JOURNAL_BENCH_ONLY").unwrap_or_default();
-    let run = |section: &str| only.is_empty() || only.split(',').any(|s| s == section);
+    let run = |section: &str| {
+        let selected = only.is_empty() || only.split(',').any(|s| s == section);
+        if selected {
+            // Start every section with no dirty pages left over from the one before, so background
+            // write-back of earlier sections does not land in this one's figures.
+            // SAFETY: sync(2) has no preconditions.
+            unsafe { libc::sync() };
+        }
+        selected
+    };
     if run("append") {
         let mut journal_rates = Vec::new();
         let mut memcpy_rates = Vec::new();
