@@ -8,4 +8,9 @@
 //! This crate must never let a matcher see an uncommitted record, and never block the leader's
 //! sequencing on a slow follower beyond a configured bound.
 
+pub mod apply;
 pub mod driver;
+pub mod log;
+pub mod protocol;
+pub mod replica;
+pub mod sim;
