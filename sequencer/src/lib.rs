@@ -11,6 +11,7 @@
 pub mod apply;
 pub mod driver;
 pub mod log;
+pub mod node;
 pub mod protocol;
 pub mod replica;
 pub mod sim;

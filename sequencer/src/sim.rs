@@ -13,10 +13,11 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
-use crate::apply::{Applied, Applier, StateMachine};
+use crate::apply::{Applied, StateMachine};
 use crate::log::{frame_header, frame_payload, Log, MemLog};
+use crate::node::Node;
 use crate::protocol::{split_client_command, Message, NodeId, RECORD_CLIENT_COMMAND};
-use crate::replica::{Effects, Replica, ReplicaConfig, Submitted};
+use crate::replica::{Effects, ReplicaConfig, Submitted};
 
 /// A small, fast, seeded generator (splitmix64): the simulator's only source of randomness.
 #[derive(Debug, Clone)]
@@ -156,11 +157,8 @@ enum Event {
     Response { client: u32, client_sequence: u64 },
 }
 
-struct Node {
-    replica: Replica,
-    log: MemLog,
-    applier: Applier,
-    state: HashChain,
+struct SimNode {
+    node: Node<MemLog, HashChain>,
     commit_seen: u64,
     commit_checked: u64,
 }
@@ -194,7 +192,7 @@ struct Sim {
     now_ns: u64,
     order: u64,
     queue: BinaryHeap<Reverse<(u64, u64, Event)>>,
-    nodes: Vec<Node>,
+    nodes: Vec<SimNode>,
     clients: Vec<Client>,
     /// The committed history every node's committed prefix must equal.
     history: Vec<u8>,
@@ -214,18 +212,21 @@ impl Sim {
     fn new(config: SimConfig) -> Result<Sim, String> {
         let mut nodes = Vec::new();
         for id in 0..config.nodes {
-            let mut log = MemLog::new();
             let mut replica_config = ReplicaConfig::new(id, config.nodes, LEADER);
             replica_config.heartbeat_interval_ns = 10_000_000;
             replica_config.resend_timeout_ns = 30_000_000;
             replica_config.window_bytes = 64 * 1024;
-            let replica = Replica::new(replica_config, &mut log, 0).map_err(|e| e.to_string())?;
-            log.sync();
-            nodes.push(Node {
-                replica,
-                log,
-                applier: Applier::new(config.checkpoint_interval),
-                state: HashChain::default(),
+            let mut node = Node::new(
+                replica_config,
+                MemLog::new(),
+                HashChain::default(),
+                config.checkpoint_interval,
+                0,
+            )
+            .map_err(|e| e.to_string())?;
+            node.log.sync();
+            nodes.push(SimNode {
+                node,
                 commit_seen: 0,
                 commit_checked: 0,
             });
@@ -312,12 +313,12 @@ impl Sim {
     /// Every node has applied everything the leader committed, which is everything it holds.
     fn quiescent(&self) -> bool {
         let leader = &self.nodes[LEADER as usize];
-        let end = leader.log.end();
-        leader.replica.commit_position() == end
+        let end = leader.node.log.end();
+        leader.node.replica.commit_position() == end
             && self
                 .nodes
                 .iter()
-                .all(|n| n.applier.applied_position() == end)
+                .all(|n| n.node.applier.applied_position() == end)
     }
 
     fn step(&mut self, event: Event) -> Result<(), Violation> {
@@ -362,14 +363,9 @@ impl Sim {
                 let now = self.now_ns;
                 let node = &mut self.nodes[LEADER as usize];
                 let mut outbox = Outbox::default();
-                let result = node.replica.submit(
-                    now,
-                    client as u64,
-                    client_sequence,
-                    &command,
-                    &mut node.log,
-                    &mut outbox,
-                );
+                let result =
+                    node.node
+                        .submit(now, client as u64, client_sequence, &command, &mut outbox);
                 match result {
                     Ok(Submitted::Sequenced { .. }) => {}
                     // Already sequenced: answer only once it is applied (committed), so that an
@@ -414,8 +410,8 @@ impl Sim {
         // The leader's applied view: the highest client sequence among applied commands.
         let node = &self.nodes[LEADER as usize];
         let mut highest = 0;
-        let mut log = node.log.clone();
-        let applied = node.applier.applied_position();
+        let mut log = node.node.log.clone();
+        let applied = node.node.applier.applied_position();
         let _ = log.visit(0, &mut |position, frame| {
             if position >= applied {
                 return false;
@@ -442,42 +438,27 @@ impl Sim {
     /// checkpoint (leader), flush, then check invariants.
     fn drive(&mut self, id: NodeId, bytes: Option<Vec<u8>>) -> Result<(), Violation> {
         let now = self.now_ns;
-        let members = self.config.nodes as usize;
         let mut outbox = Outbox::default();
         let mut responses = Vec::new();
         let result: Result<(), String> = (|| {
-            let node = &mut self.nodes[id as usize];
+            let node = &mut self.nodes[id as usize].node;
             if let Some(bytes) = &bytes {
-                let message = Message::decode(bytes, members)
-                    .map_err(|e| format!("undecodable message: {e}"))?;
-                node.replica
-                    .on_message(now, &message, &mut node.log, &mut outbox)
-                    .map_err(|e| e.to_string())?;
+                if let Err(e) = node
+                    .on_bytes(now, bytes, &mut outbox)
+                    .map_err(|e| e.to_string())?
+                {
+                    return Err(format!("undecodable message: {e}"));
+                }
             }
             node.log.sync();
-            let commit = node.replica.commit_position();
             let is_leader = id == LEADER;
-            node.applier
-                .apply_committed(
-                    &mut node.log,
-                    commit,
-                    &mut node.state,
-                    &mut |applied: Applied| {
-                        if is_leader {
-                            responses.push((applied.client_id as u32, applied.client_sequence));
-                        }
-                    },
-                )
-                .map_err(|e| e.to_string())?;
-            if let Some((sequence, hash)) = node.applier.take_checkpoint() {
-                node.replica
-                    .append_checkpoint(now, sequence, hash, &mut node.log)
-                    .map_err(|e| e.to_string())?;
-                node.log.sync();
-            }
-            node.replica
-                .flush(now, &mut node.log, &mut outbox)
-                .map_err(|e| e.to_string())?;
+            node.duty_cycle(now, &mut outbox, &mut |applied: Applied| {
+                if is_leader {
+                    responses.push((applied.client_id as u32, applied.client_sequence));
+                }
+            })
+            .map_err(|e| e.to_string())?;
+            node.log.sync();
             Ok(())
         })();
         if let Err(what) = result {
@@ -495,22 +476,22 @@ impl Sim {
 
     fn check_node(&mut self, id: NodeId) -> Result<(), Violation> {
         let node = &self.nodes[id as usize];
-        let commit = node.replica.commit_position();
+        let commit = node.node.replica.commit_position();
         if commit < node.commit_seen {
             return Err(self.violation(format!(
                 "node {id}: commit position went back from {} to {commit}",
                 node.commit_seen
             )));
         }
-        if commit > node.log.end() {
+        if commit > node.node.log.end() {
             return Err(self.violation(format!(
                 "node {id}: commit position {commit} beyond its log end {}",
-                node.log.end()
+                node.node.log.end()
             )));
         }
         let from = node.commit_checked as usize;
         let to = commit as usize;
-        let bytes = &node.log.bytes()[from..to];
+        let bytes = &node.node.log.bytes()[from..to];
         let overlap = self.history.len().min(to);
         if from < overlap && bytes[..overlap - from] != self.history[from..overlap] {
             return Err(self.violation(format!(
@@ -518,7 +499,7 @@ impl Sim {
             )));
         }
         if to > self.history.len() {
-            let extra = node.log.bytes()[self.history.len()..to].to_vec();
+            let extra = node.node.log.bytes()[self.history.len()..to].to_vec();
             self.history.extend_from_slice(&extra);
         }
         let node = &mut self.nodes[id as usize];
@@ -567,15 +548,19 @@ impl Sim {
                 )));
             }
         }
-        let hashes: Vec<u64> = self.nodes.iter().map(|n| n.state.state_hash()).collect();
+        let hashes: Vec<u64> = self
+            .nodes
+            .iter()
+            .map(|n| n.node.state.state_hash())
+            .collect();
         if hashes.iter().any(|&h| h != hashes[0]) {
             return Err(self.violation(format!("state hashes differ at the end: {hashes:x?}")));
         }
-        self.report.committed_position = self.nodes[LEADER as usize].replica.commit_position();
+        self.report.committed_position = self.nodes[LEADER as usize].node.replica.commit_position();
         self.report.checkpoints_verified = self
             .nodes
             .iter()
-            .map(|n| n.applier.checkpoints_verified())
+            .map(|n| n.node.applier.checkpoints_verified())
             .sum();
         self.report.simulated_ns = self.now_ns;
         Ok(self.report)
