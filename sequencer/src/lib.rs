@@ -10,8 +10,10 @@
 
 pub mod apply;
 pub mod driver;
+pub mod local;
 pub mod log;
 pub mod node;
 pub mod protocol;
 pub mod replica;
 pub mod sim;
+pub mod workload;

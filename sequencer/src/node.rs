@@ -122,9 +122,13 @@ pub struct EventTally {
     pub rejected: u64,
     /// FNV-1a over every event's bytes.
     pub digest: u64,
-    /// The exchange order id of the last accepted order (how a client learns ids).
-    pub last_accepted_order: u64,
+    /// Recently accepted (account, exchange order id), for a client to learn ids; bounded to
+    /// [`RECENT_ACCEPTED_MAX`], drained by whoever reads it.
+    pub recent_accepted: Vec<(u32, u64)>,
 }
+
+/// Bound of [`EventTally::recent_accepted`].
+pub const RECENT_ACCEPTED_MAX: usize = 4096;
 
 impl matcher::EventSink for EventTally {
     fn event(&mut self, event: &matcher::Event) {
@@ -142,7 +146,10 @@ impl matcher::EventSink for EventTally {
             Some(matcher::EventKind::Trade) => self.trades += 1,
             Some(matcher::EventKind::Accepted) => {
                 self.accepted += 1;
-                self.last_accepted_order = event.order_id.get();
+                if self.recent_accepted.len() < RECENT_ACCEPTED_MAX {
+                    self.recent_accepted
+                        .push((event.account_id.get(), event.order_id.get()));
+                }
             }
             Some(matcher::EventKind::Rejected) => self.rejected += 1,
             _ => {}

@@ -1,0 +1,278 @@
+//! A cluster of nodes in one process, over real journals, with an in-memory transport: the demo's
+//! cluster today, and the reference the Aeron runtime is tested against.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+use journal::{Journal, JournalConfig, Reader};
+
+use crate::apply::Applied;
+use crate::log::{JournalLog, Log};
+use crate::node::{MatcherState, Node, NodeError};
+use crate::protocol::{Message, NodeId};
+use crate::replica::{Effects, ReplicaConfig, Submitted};
+
+/// Most messages waiting for one node before the transport refuses more (a bound, not a goal).
+pub const INBOX_MAX: usize = 1 << 16;
+
+/// Errors of the local cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("journal of node {node}: {source}")]
+    Journal {
+        node: NodeId,
+        source: journal::JournalError,
+    },
+    #[error("node {node}: {source}")]
+    Node { node: NodeId, source: NodeError },
+    #[error("inbox of node {0} is full ({INBOX_MAX} messages)")]
+    InboxFull(NodeId),
+    #[error("matcher configuration: {0}")]
+    Matcher(String),
+}
+
+struct Inboxes {
+    queues: Vec<VecDeque<Vec<u8>>>,
+    overflow: Option<NodeId>,
+}
+
+struct Routed<'a> {
+    inboxes: &'a mut Inboxes,
+}
+
+impl Effects for Routed<'_> {
+    fn send(&mut self, to: NodeId, message: &Message<'_>) {
+        let queue = &mut self.inboxes.queues[to as usize];
+        if queue.len() >= INBOX_MAX {
+            self.inboxes.overflow = Some(to);
+            return;
+        }
+        let mut bytes = Vec::new();
+        message.encode(&mut bytes);
+        queue.push_back(bytes);
+    }
+    fn committed(&mut self, _position: u64) {}
+}
+
+/// N nodes in this process; node 0 leads.
+pub struct LocalCluster {
+    pub nodes: Vec<Node<JournalLog, MatcherState>>,
+    inboxes: Inboxes,
+    dirs: Vec<PathBuf>,
+}
+
+impl LocalCluster {
+    /// Opens (or reopens) `members` nodes with journals in `base/node-N`.
+    pub fn open(
+        base: &Path,
+        members: u8,
+        segment_size: u64,
+        checkpoint_interval: u64,
+        now_ns: u64,
+    ) -> Result<Self, LocalError> {
+        let mut nodes = Vec::new();
+        let mut dirs = Vec::new();
+        for id in 0..members {
+            let dir = base.join(format!("node-{id}"));
+            let mut config = JournalConfig::new(&dir);
+            config.segment_size = segment_size;
+            let journal =
+                Journal::open(config).map_err(|source| LocalError::Journal { node: id, source })?;
+            let log = JournalLog::new(journal).map_err(|e| LocalError::Node {
+                node: id,
+                source: NodeError::Replica(e.into()),
+            })?;
+            let state = MatcherState::new(crate::workload::matcher_config())
+                .map_err(|e| LocalError::Matcher(e.to_string()))?;
+            let node = Node::new(
+                ReplicaConfig::new(id, members, 0),
+                log,
+                state,
+                checkpoint_interval,
+                now_ns,
+            )
+            .map_err(|source| LocalError::Node { node: id, source })?;
+            nodes.push(node);
+            dirs.push(dir);
+        }
+        let inboxes = Inboxes {
+            queues: (0..members).map(|_| VecDeque::new()).collect(),
+            overflow: None,
+        };
+        Ok(LocalCluster {
+            nodes,
+            inboxes,
+            dirs,
+        })
+    }
+
+    /// Stops node `id` and starts it again from its journal (it replays its log into a fresh
+    /// matcher, then catches up with the leader). With `wipe`, its journal is deleted first: it
+    /// starts empty and catches up from the leader's journal.
+    pub fn restart_node(
+        &mut self,
+        id: NodeId,
+        wipe: bool,
+        segment_size: u64,
+        checkpoint_interval: u64,
+        now_ns: u64,
+    ) -> Result<(), LocalError> {
+        let members = self.nodes.len() as u8;
+        let dir = self.dirs[id as usize].clone();
+        // Drop the old node first: it holds the journal's writer lock.
+        let placeholder = {
+            let mut config = JournalConfig::new(dir.with_extension("placeholder"));
+            config.segment_size = segment_size;
+            let journal =
+                Journal::open(config).map_err(|source| LocalError::Journal { node: id, source })?;
+            let log = JournalLog::new(journal).map_err(|e| LocalError::Node {
+                node: id,
+                source: NodeError::Replica(e.into()),
+            })?;
+            let state = MatcherState::new(crate::workload::matcher_config())
+                .map_err(|e| LocalError::Matcher(e.to_string()))?;
+            Node::new(
+                ReplicaConfig::new(id, members, 0),
+                log,
+                state,
+                checkpoint_interval,
+                now_ns,
+            )
+            .map_err(|source| LocalError::Node { node: id, source })?
+        };
+        drop(std::mem::replace(&mut self.nodes[id as usize], placeholder));
+        self.inboxes.queues[id as usize].clear();
+        if wipe {
+            std::fs::remove_dir_all(&dir).map_err(|e| LocalError::Journal {
+                node: id,
+                source: journal::JournalError::io(&dir, e),
+            })?;
+        }
+        let mut config = JournalConfig::new(&dir);
+        config.segment_size = segment_size;
+        let journal =
+            Journal::open(config).map_err(|source| LocalError::Journal { node: id, source })?;
+        let log = JournalLog::new(journal).map_err(|e| LocalError::Node {
+            node: id,
+            source: NodeError::Replica(e.into()),
+        })?;
+        let state = MatcherState::new(crate::workload::matcher_config())
+            .map_err(|e| LocalError::Matcher(e.to_string()))?;
+        let node = Node::new(
+            ReplicaConfig::new(id, members, 0),
+            log,
+            state,
+            checkpoint_interval,
+            now_ns,
+        )
+        .map_err(|source| LocalError::Node { node: id, source })?;
+        drop(std::mem::replace(&mut self.nodes[id as usize], node));
+        let _ = std::fs::remove_dir_all(dir.with_extension("placeholder"));
+        Ok(())
+    }
+
+    /// The journal directory of each node.
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
+    /// Submits a client command to the leader.
+    pub fn submit(
+        &mut self,
+        now_ns: u64,
+        client_id: u64,
+        client_sequence: u64,
+        command: &[u8],
+    ) -> Result<Submitted, LocalError> {
+        let mut effects = Routed {
+            inboxes: &mut self.inboxes,
+        };
+        self.nodes[0]
+            .submit(now_ns, client_id, client_sequence, command, &mut effects)
+            .map_err(|source| LocalError::Node { node: 0, source })
+    }
+
+    /// One duty cycle of every node: deliver what waits in its inbox, apply, flush. Returns how
+    /// much happened (messages handled + commands applied); `on_applied(node, applied)` reports each
+    /// applied command.
+    pub fn step(
+        &mut self,
+        now_ns: u64,
+        on_applied: &mut dyn FnMut(NodeId, Applied),
+    ) -> Result<u64, LocalError> {
+        let mut work = 0;
+        for id in 0..self.nodes.len() {
+            let node = &mut self.nodes[id];
+            let node_id = id as NodeId;
+            while let Some(bytes) = self.inboxes.queues[id].pop_front() {
+                let mut effects = Routed {
+                    inboxes: &mut self.inboxes,
+                };
+                // Malformed messages are counted by the node and dropped.
+                let _ = node
+                    .on_bytes(now_ns, &bytes, &mut effects)
+                    .map_err(|source| LocalError::Node {
+                        node: node_id,
+                        source,
+                    })?;
+                work += 1;
+            }
+            let mut effects = Routed {
+                inboxes: &mut self.inboxes,
+            };
+            work += node
+                .duty_cycle(now_ns, &mut effects, &mut |applied| {
+                    on_applied(node_id, applied)
+                })
+                .map_err(|source| LocalError::Node {
+                    node: node_id,
+                    source,
+                })?;
+        }
+        if let Some(node) = self.inboxes.overflow.take() {
+            return Err(LocalError::InboxFull(node));
+        }
+        Ok(work)
+    }
+
+    /// Whether every node has applied everything the leader holds.
+    pub fn settled(&self) -> bool {
+        let end = self.nodes[0].log.end();
+        self.nodes
+            .iter()
+            .all(|n| n.applier.applied_position() == end)
+    }
+
+    /// Compares every node's journal with the leader's, record by record; the first difference.
+    pub fn compare_journals(&self) -> Result<Option<String>, journal::JournalError> {
+        let mut leader = Reader::open(&self.dirs[0])?;
+        let mut others: Vec<Reader> = self.dirs[1..]
+            .iter()
+            .map(|d| Reader::open(d))
+            .collect::<Result<_, _>>()?;
+        loop {
+            let theirs = leader
+                .next_record()?
+                .map(|r| (r.position, r.frame.to_vec()));
+            for (i, reader) in others.iter_mut().enumerate() {
+                let ours = reader
+                    .next_record()?
+                    .map(|r| (r.position, r.frame.to_vec()));
+                if ours != theirs {
+                    let at = theirs
+                        .as_ref()
+                        .map(|t| t.0)
+                        .or(ours.as_ref().map(|o| o.0))
+                        .unwrap_or(0);
+                    return Ok(Some(format!(
+                        "node {} differs from node 0 at position {at}",
+                        i + 1
+                    )));
+                }
+            }
+            if theirs.is_none() {
+                return Ok(None);
+            }
+        }
+    }
+}
