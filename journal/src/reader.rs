@@ -12,6 +12,8 @@ use crate::segment::{list_segments, open_segment_readonly};
 
 /// Bytes of log between two entries of a reader's sparse sequence index.
 pub const INDEX_STRIDE_BYTES: u64 = 64 * 1024;
+/// Mappings a reader keeps besides its current one.
+pub const SPARE_MAPPINGS_MAX: usize = 3;
 /// Most segments whose sparse index a reader keeps.
 pub const INDEXED_SEGMENTS_MAX: usize = 4096;
 
@@ -36,6 +38,9 @@ pub struct Reader {
     segment_size: u64,
     capacity: u64,
     current: Option<(u64, Mmap)>,
+    /// Recently used mappings besides the current one (a reader that seeks back and forth between
+    /// a few segments, like a leader serving several followers, keeps them mapped).
+    spare: Vec<(u64, Mmap)>,
     position: u64,
     /// `position / capacity` and `position % capacity`, kept incrementally (no division per record).
     segment: u64,
@@ -75,6 +80,7 @@ impl Reader {
             segment_size,
             capacity,
             current: Some((index, map)),
+            spare: Vec::with_capacity(SPARE_MAPPINGS_MAX),
             position: index * capacity,
             segment: index,
             data_offset: 0,
@@ -106,11 +112,33 @@ impl Reader {
         self.segment = position / self.capacity;
         self.data_offset = position % self.capacity;
         self.last_sequence = 0;
-        if let Some((index, _)) = &self.current {
-            if *index != position / self.capacity {
-                self.current = None;
+    }
+
+    /// Makes segment `index` the current mapping: from the spares, or by mapping it. `Ok(false)`
+    /// when the segment does not exist (yet).
+    fn map_segment(&mut self, index: u64) -> Result<bool> {
+        if let Some(at) = self.spare.iter().position(|(i, _)| *i == index) {
+            let found = self.spare.swap_remove(at);
+            if let Some(previous) = self.current.replace(found) {
+                self.spare.push(previous);
             }
+            return Ok(true);
         }
+        let path = segment_path(&self.dir, index);
+        let Some((map, _)) = open_segment_readonly(&path, index, Some(self.segment_size))? else {
+            return Ok(false);
+        };
+        if let Some(previous) = self.current.replace((index, map)) {
+            if self.spare.len() == SPARE_MAPPINGS_MAX {
+                // Forget the lowest segment: readers mostly move forward.
+                let lowest = (0..self.spare.len())
+                    .min_by_key(|&i| self.spare[i].0)
+                    .expect("not empty");
+                self.spare.swap_remove(lowest);
+            }
+            self.spare.push(previous);
+        }
+        Ok(true)
     }
 
     /// Reads the next record: `Ok(None)` when there is none yet (the reader may try again later and
@@ -120,12 +148,8 @@ impl Reader {
         loop {
             let index = self.segment;
             let data_offset = self.data_offset;
-            if self.current.as_ref().map(|(i, _)| *i) != Some(index) {
-                let path = segment_path(&self.dir, index);
-                match open_segment_readonly(&path, index, Some(self.segment_size))? {
-                    Some((map, _)) => self.current = Some((index, map)),
-                    None => return Ok(None),
-                }
+            if self.current.as_ref().map(|(i, _)| *i) != Some(index) && !self.map_segment(index)? {
+                return Ok(None);
             }
             let (_, map) = self.current.as_ref().expect("mapped above");
             let base = map.as_ptr();

@@ -7,9 +7,11 @@ fn exchange() -> Command {
 }
 
 #[test]
-fn demo_reports_agreement() {
+fn demo_reports_agreement_of_every_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
     let output = exchange()
-        .args(["demo", "--records", "20000"])
+        .args(["demo", "--commands", "20000", "--dir", path])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -18,62 +20,115 @@ fn demo_reports_agreement() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("verified 20000 records"), "{stdout}");
-    assert!(stdout.contains("agreement:"), "{stdout}");
-}
+    // The instrument plus the flow.
+    assert!(stdout.contains("commands committed  20001 in"), "{stdout}");
+    assert!(
+        stdout.contains("journals            byte-identical on all 3 nodes"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .contains("agreement: every replica has the same journal, state hash and event stream"),
+        "{stdout}"
+    );
+    let hashes: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains(": state hash "))
+        .map(|l| &l[l.find("state hash").unwrap()..l.find(", event").unwrap()])
+        .collect();
+    assert_eq!(hashes.len(), 3);
+    assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
 
-#[test]
-fn journal_verify_and_dump_a_demo_journal() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_str().unwrap();
-    exchange()
-        .args(["demo", "--records", "100", "--dir", path])
-        .assert()
-        .success();
+    // The journals it left verify, and dump shows the instrument command first.
+    let node0 = dir.path().join("node-0");
     let verify = exchange()
-        .args(["journal", "verify", path])
+        .args(["journal", "verify", node0.to_str().unwrap()])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&verify.stdout);
     assert!(verify.status.success(), "{text}");
-    assert!(
-        text.starts_with("ok: 100 records (sequence 1..=100)"),
-        "{text}"
-    );
-
+    assert!(text.starts_with("ok: "), "{text}");
     let dump = exchange()
         .args([
-            "journal", "dump", path, "--from", "7", "--to", "8", "--json",
+            "journal",
+            "dump",
+            node0.to_str().unwrap(),
+            "--limit",
+            "2",
+            "--json",
         ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&dump.stdout);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
-    // Record 7 starts after six 104-byte frames.
+    // Term start (type 3, empty) at position 0, then the client command (type 1) after its 40 bytes.
     assert!(
-        lines[0].starts_with(
-            "{\"position\":624,\"sequence\":7,\"term\":1,\"timestamp_ns\":7,\"type\":1,"
-        ),
+        lines[0].starts_with("{\"position\":0,\"sequence\":1,\"term\":1,"),
         "{}",
         lines[0]
     );
-    assert!(lines[1].contains("\"sequence\":8,"), "{}", lines[1]);
+    assert!(
+        lines[0].contains("\"type\":3,\"flags\":0,\"length\":0,"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with("{\"position\":40,\"sequence\":2,\"term\":1,"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[1].contains("\"type\":1,\"flags\":0,\"length\":80,"),
+        "{}",
+        lines[1]
+    );
+}
 
-    // Damage a byte of record 3's payload: verify names the file and offset and fails.
-    let segment = dir.path().join(journal::format::segment_file_name(0));
+#[test]
+fn journal_verify_names_the_damaged_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+    exchange()
+        .args(["demo", "--commands", "100", "--nodes", "1", "--dir", path])
+        .assert()
+        .success();
+    let node0 = dir.path().join("node-0");
+    // Damage a byte of the second record's payload (it starts at position 40, payload at 80).
+    let segment = node0.join(journal::format::segment_file_name(0));
     let mut bytes = std::fs::read(&segment).unwrap();
-    bytes[4096 + 2 * 104 + 50] ^= 0xff;
+    bytes[4096 + 90] ^= 0xff;
     std::fs::write(&segment, bytes).unwrap();
     let verify = exchange()
-        .args(["journal", "verify", path])
+        .args(["journal", "verify", node0.to_str().unwrap()])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&verify.stdout);
     assert!(!verify.status.success());
     assert!(text.contains("record checksum mismatch"), "{text}");
     assert!(
-        text.contains("segment-0000000000.journal (segment 0) at file offset 4304 (position 208)"),
+        text.contains("segment-0000000000.journal (segment 0) at file offset 4136 (position 40)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn simulate_runs_seeds_and_replays_one() {
+    let output = exchange()
+        .args(["simulate", "--seeds", "20", "--start", "100"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(text.starts_with("ok: 20 seeds (100..120)"), "{text}");
+    let one = exchange()
+        .args(["simulate", "--seed", "5"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&one.stdout);
+    assert!(one.status.success(), "{text}");
+    assert!(
+        text.contains("SimConfig { seed: 5,") && text.contains("ok: SimReport"),
         "{text}"
     );
 }
