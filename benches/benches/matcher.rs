@@ -11,7 +11,8 @@
 //! are counted by a counting global allocator during the latency run. Last, replay: 10M encoded
 //! command records from an in-memory buffer through a fresh matcher.
 //!
-//! `cargo bench -p benches --bench matcher`. Environment: `MATCHER_BENCH_COMMANDS` (timed length
+//! `cargo bench -p benches --bench matcher`. Without the `--bench` argument (as `cargo test
+//! --all-targets` runs it) only a smoke run of 20,000 commands per mix is done. Environment: `MATCHER_BENCH_COMMANDS` (timed length
 //! per mix), `MATCHER_BENCH_REPLAY` (replay length, 0 to skip), `MATCHER_BENCH_ENGINES`
 //! (`ours,lobster,orderbook-rs`), `MATCHER_BENCH_MIXES` (`A,B`).
 
@@ -79,6 +80,19 @@ fn ticks_per_ns() -> f64 {
     while start.elapsed() < CALIBRATION {}
     let (elapsed, elapsed_ticks) = (start.elapsed(), ticks() - start_ticks);
     elapsed_ticks as f64 / elapsed.as_nanos() as f64
+}
+
+/// CPU time of the calling thread: unlike wall time it excludes time the thread was preempted,
+/// which on a shared 2-core machine is the largest source of noise in throughput figures.
+fn thread_cpu_time() -> Duration {
+    // SAFETY: `now` is a plain struct owned by this frame; clock_gettime only writes it.
+    let now = unsafe {
+        let mut now: libc::timespec = std::mem::zeroed();
+        let status = libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now);
+        assert_eq!(status, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+        now
+    };
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
 fn pin_to_last_core() -> Option<usize> {
@@ -394,10 +408,14 @@ fn passive_offset(rng: &mut Rng) -> i64 {
     }
 }
 
-fn mix_a(commands: usize) -> Stream {
-    const RESTING_TARGET: u32 = 100_000;
-    let mut generator = Generator::new(0xA, RESTING_TARGET * 4);
-    while generator.matcher.order_count() < RESTING_TARGET {
+/// Resting orders mix A holds (the smoke run under `cargo test` uses fewer).
+const MIX_A_RESTING: u32 = 100_000;
+/// Resting orders mix B holds.
+const MIX_B_RESTING: u32 = 1_000;
+
+fn mix_a(commands: usize, resting_target: u32) -> Stream {
+    let mut generator = Generator::new(0xA, MIX_A_RESTING * 4);
+    while generator.matcher.order_count() < resting_target {
         generator.drift();
         let side = generator.side();
         let offset = passive_offset(&mut generator.rng);
@@ -426,7 +444,7 @@ fn mix_a(commands: usize) -> Stream {
         } else {
             // Sized to hold the book near its target: sweeps when the book is larger, nibbles
             // when it is smaller.
-            let quantity = if generator.matcher.order_count() > RESTING_TARGET {
+            let quantity = if generator.matcher.order_count() > resting_target {
                 1 + generator.rng.below(8 * QUANTITY_MAX_LOTS)
             } else {
                 1 + generator.rng.below(QUANTITY_MAX_LOTS / 4)
@@ -438,9 +456,8 @@ fn mix_a(commands: usize) -> Stream {
 }
 
 fn mix_b(commands: usize) -> Stream {
-    const RESTING_TARGET: u32 = 1_000;
-    let mut generator = Generator::new(0xB, RESTING_TARGET * 64);
-    while generator.matcher.order_count() < RESTING_TARGET {
+    let mut generator = Generator::new(0xB, MIX_B_RESTING * 64);
+    while generator.matcher.order_count() < MIX_B_RESTING {
         generator.drift();
         let side = generator.side();
         let offset = 1 + generator.rng.below(30) as i64;
@@ -456,7 +473,7 @@ fn mix_b(commands: usize) -> Stream {
         let side = generator.side();
         // Knobs that hold the book near its target without changing the mix: crossing moves
         // and IOC size.
-        let above_target = generator.matcher.order_count() > RESTING_TARGET;
+        let above_target = generator.matcher.order_count() > MIX_B_RESTING;
         if roll < 82 {
             let crossing = above_target && generator.rng.below(100) < 5;
             let offset = if crossing {
@@ -657,6 +674,7 @@ struct Result {
     engine: &'static str,
     histogram: Histogram<u64>,
     commands_per_second: f64,
+    commands_per_cpu_second: f64,
     allocations: u64,
     commands: u64,
 }
@@ -694,24 +712,29 @@ fn measure<E: Engine>(stream: &Stream, ticks_per_ns: f64) -> Result {
     drop(engine);
     // Throughput run.
     let mut engine: E = prefill(stream);
-    let start = Instant::now();
+    let (start, start_cpu) = (Instant::now(), thread_cpu_time());
     for index in stream.timed_from..stream.records.len() {
         engine.apply(stream, index);
     }
-    let elapsed = start.elapsed();
+    let (elapsed, elapsed_cpu) = (start.elapsed(), thread_cpu_time() - start_cpu);
     drop(engine);
     Result {
         mix: stream.name,
         engine: E::NAME,
         histogram,
         commands_per_second: commands as f64 / elapsed.as_secs_f64(),
+        commands_per_cpu_second: commands as f64 / elapsed_cpu.as_secs_f64(),
         allocations,
         commands,
     }
 }
 
-fn replay(commands: usize) -> (usize, f64, u64) {
-    let stream = mix_a(commands.saturating_sub(100_000));
+/// Replay: records, commands per wall second and per CPU second, events.
+fn replay(commands: usize, resting_target: u32) -> (usize, f64, f64, u64) {
+    let stream = mix_a(
+        commands.saturating_sub(resting_target as usize),
+        resting_target,
+    );
     let mut buffer: Vec<u8> =
         Vec::with_capacity(stream.records.len() * matcher::COMMAND_RECORD_SIZE);
     for record in &stream.records {
@@ -720,7 +743,7 @@ fn replay(commands: usize) -> (usize, f64, u64) {
     drop(stream);
     let mut matcher = Matcher::new(config(250_000)).expect("config");
     let mut sink = CountingSink::default();
-    let start = Instant::now();
+    let (start, start_cpu) = (Instant::now(), thread_cpu_time());
     for (index, payload) in buffer
         .chunks_exact(matcher::COMMAND_RECORD_SIZE)
         .enumerate()
@@ -728,11 +751,21 @@ fn replay(commands: usize) -> (usize, f64, u64) {
         let sequence = index as u64 + 1;
         matcher.apply_payload(sequence, sequence, payload, &mut sink);
     }
-    let elapsed = start.elapsed();
+    let (elapsed, elapsed_cpu) = (start.elapsed(), thread_cpu_time() - start_cpu);
     black_box(matcher.state_hash());
     let count = buffer.len() / matcher::COMMAND_RECORD_SIZE;
-    (count, count as f64 / elapsed.as_secs_f64(), sink.events)
+    (
+        count,
+        count as f64 / elapsed.as_secs_f64(),
+        count as f64 / elapsed_cpu.as_secs_f64(),
+        sink.events,
+    )
 }
+
+/// Timed commands per mix (and replay length) of the smoke run.
+const SMOKE_COMMANDS: usize = 20_000;
+/// Mix A's resting orders in the smoke run.
+const SMOKE_RESTING: u32 = 2_000;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -742,9 +775,16 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; ignore arguments.
-    let commands = env_usize("MATCHER_BENCH_COMMANDS", 2_000_000);
-    let replay_commands = env_usize("MATCHER_BENCH_REPLAY", 10_000_000);
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it, and
+    // then only a smoke run checks that every engine still runs (a second or so, no figures).
+    let smoke = !std::env::args().any(|argument| argument == "--bench");
+    let (commands_default, replay_default, resting_a) = if smoke {
+        (SMOKE_COMMANDS, SMOKE_COMMANDS, SMOKE_RESTING)
+    } else {
+        (2_000_000, 10_000_000, MIX_A_RESTING)
+    };
+    let commands = env_usize("MATCHER_BENCH_COMMANDS", commands_default);
+    let replay_commands = env_usize("MATCHER_BENCH_REPLAY", replay_default);
     let engines = std::env::var("MATCHER_BENCH_ENGINES")
         .unwrap_or_else(|_| "ours,lobster,orderbook-rs".to_string());
     let mixes = std::env::var("MATCHER_BENCH_MIXES").unwrap_or_else(|_| "A,B".to_string());
@@ -761,11 +801,14 @@ fn main() {
         overhead.value_at_quantile(0.5)
     };
     eprintln!("pinned to core {core:?}, {ticks_per_ns:.3} TSC ticks/ns, timer overhead p50 {timer_overhead_ns} ns");
+    if smoke {
+        eprintln!("smoke run (no --bench argument): {commands} commands per mix; figures are not meaningful");
+    }
 
     let mut results = Vec::new();
     let mut streams = Vec::new();
     if mixes.contains('A') {
-        streams.push(mix_a(commands));
+        streams.push(mix_a(commands, resting_a));
     }
     if mixes.contains('B') {
         streams.push(mix_b(commands));
@@ -803,16 +846,16 @@ fn main() {
         }
     }
 
-    println!("| mix | engine | p50 ns | p99 ns | p99.9 ns | p99.99 ns | max ns | Mcmds/s | ours / engine | allocations / cmd |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| mix | engine | p50 ns | p99 ns | p99.9 ns | p99.99 ns | max ns | Mcmds/s | Mcmds/CPU-s | ours / engine | allocations / cmd |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for result in &results {
         let ours = results
             .iter()
             .find(|other| other.mix == result.mix && other.engine == Ours::NAME)
-            .map_or(f64::NAN, |other| other.commands_per_second);
+            .map_or(f64::NAN, |other| other.commands_per_cpu_second);
         let h = &result.histogram;
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.1}x | {:.3} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.1}x | {:.3} |",
             result.mix,
             result.engine,
             h.value_at_quantile(0.5),
@@ -821,18 +864,20 @@ fn main() {
             h.value_at_quantile(0.9999),
             h.max(),
             result.commands_per_second / 1e6,
-            ours / result.commands_per_second,
+            result.commands_per_cpu_second / 1e6,
+            ours / result.commands_per_cpu_second,
             result.allocations as f64 / result.commands as f64,
         );
     }
     if replay_commands == 0 {
         return;
     }
-    let (count, rate, events) = replay(replay_commands);
+    let (count, rate, rate_cpu, events) = replay(replay_commands, resting_a);
     println!();
     println!(
-        "replay: {count} encoded command records from memory through a fresh matcher: {:.2} M commands/s ({events} events)",
-        rate / 1e6
+        "replay: {count} encoded command records from memory through a fresh matcher: {:.2} M commands/s wall, {:.2} M commands/CPU-s ({events} events)",
+        rate / 1e6,
+        rate_cpu / 1e6
     );
     println!("timer overhead (two TSC reads) p50: {timer_overhead_ns} ns, included in the latencies above");
 }

@@ -133,8 +133,6 @@ pub(crate) struct Order {
     pub(crate) quantity: u64,
     /// Sequence of the command that put the order at the back of its level's queue.
     pub(crate) priority_sequence: u64,
-    pub(crate) account_prev: u32,
-    pub(crate) account_next: u32,
     pub(crate) side: Side,
     pub(crate) time_in_force: TimeInForce,
     pub(crate) stp_mode: StpMode,
@@ -155,8 +153,6 @@ impl Order {
         hash: 0,
         prev: NIL,
         next: NIL,
-        account_prev: NIL,
-        account_next: NIL,
         account_slot: NIL,
         account_id: 0,
         instrument_index: 0,
@@ -278,9 +274,7 @@ pub(crate) fn instrument_hash(instrument: &Instrument) -> u64 {
 pub(crate) struct Account {
     pub(crate) account_id: u32,
     pub(crate) killed: bool,
-    /// Resting orders of the account in ascending order id.
-    pub(crate) head: u32,
-    pub(crate) tail: u32,
+    /// Resting orders of the account.
     pub(crate) order_count: u32,
 }
 
@@ -368,10 +362,25 @@ pub struct Matcher {
     pub(crate) bitmap_used: u32,
     pub(crate) summary: Vec<u64>,
     pub(crate) summary_used: u32,
+    /// The order pool (`order_capacity` slots); free slots are a LIFO list through `next`, so a
+    /// new order reuses the slot (still in cache) of the order that left last.
     pub(crate) orders: Vec<Order>,
     pub(crate) order_free_head: u32,
     pub(crate) orders_live: u32,
-    pub(crate) order_ids: Table<u64>,
+    /// Order id → slot, direct-mapped: cell `order_id & order_index_mask` holds the slot of the
+    /// order with that id if it was free when the order arrived (the usual case: order ids are
+    /// sequence numbers, so recent orders fill consecutive cells). A cell is confirmed by the
+    /// order's own id. 4-byte cells, at least two per order, so it stays small enough to cache.
+    pub(crate) order_index: Vec<u32>,
+    pub(crate) order_index_mask: u64,
+    /// Order id → slot for the orders whose cell was taken when they arrived.
+    pub(crate) order_overflow: Table<u64>,
+    /// The account slot of the order in each pool slot (stale once it leaves): a compact array
+    /// for the mass cancel and kill switch scans.
+    pub(crate) order_accounts: Vec<u32>,
+    /// Scratch space for the (order id, slot) pairs of a mass cancel or kill switch, allocated
+    /// with capacity `order_capacity`.
+    pub(crate) scratch: Vec<(u64, u32)>,
     pub(crate) client_order_ids: Table<ClientKey>,
     pub(crate) accounts: Vec<Account>,
     pub(crate) account_ids: Table<u64>,
@@ -418,6 +427,7 @@ impl Matcher {
                 NIL
             };
         }
+        let order_index_cells = (u64::from(config.order_capacity) * 2).next_power_of_two();
         // Each side of each instrument wastes at most one partial word at each bitmap level.
         let bitmap_capacity =
             config.level_capacity / BITS_PER_WORD + 2 * config.instrument_capacity;
@@ -445,14 +455,16 @@ impl Matcher {
             orders,
             order_free_head: 0,
             orders_live: 0,
-            order_ids: Table::new(config.order_capacity),
+            order_index: vec![NIL; order_index_cells as usize],
+            order_index_mask: order_index_cells - 1,
+            order_overflow: Table::new(config.order_capacity),
+            order_accounts: vec![NIL; config.order_capacity as usize],
+            scratch: Vec::with_capacity(config.order_capacity as usize),
             client_order_ids: Table::new(config.order_capacity),
             accounts: vec![
                 Account {
                     account_id: 0,
                     killed: false,
-                    head: NIL,
-                    tail: NIL,
                     order_count: 0
                 };
                 config.account_capacity as usize
@@ -750,7 +762,7 @@ impl Matcher {
         if account_slot.is_none() && self.account_ids.is_full() {
             return Err(RejectReason::Capacity);
         }
-        if order.time_in_force.rests() && self.order_free_head == NIL {
+        if order.time_in_force.rests() && self.orders_live >= self.config.order_capacity {
             return Err(RejectReason::Capacity);
         }
 
@@ -798,10 +810,7 @@ impl Matcher {
             return Ok(());
         }
         if order.time_in_force.rests() {
-            let slot = self.order_free_head;
-            assert!(slot != NIL, "capacity was checked before acceptance");
-            self.order_free_head = self.orders[slot as usize].next;
-            self.orders_live += 1;
+            let slot = self.order_slot_take(sequence, account_slot);
             let instrument_id = order.instrument_id;
             self.orders[slot as usize] = Order {
                 order_id: sequence,
@@ -814,8 +823,6 @@ impl Matcher {
                 hash: 0,
                 prev: NIL,
                 next: NIL,
-                account_prev: NIL,
-                account_next: NIL,
                 account_slot,
                 account_id: order.account_id,
                 instrument_index: instrument_index as u32,
@@ -825,10 +832,8 @@ impl Matcher {
                 stp_mode: order.stp_mode,
                 post_only: order.post_only,
             };
-            self.order_ids.insert(sequence, slot);
             self.client_order_ids
                 .insert(client_key(account_slot, order.client_order_id), slot);
-            self.account_push_back(slot);
             self.hash_add(slot, instrument_id);
             self.level_push_back(slot);
             self.emit_book_add(sequence, slot, sink);
@@ -853,8 +858,7 @@ impl Matcher {
         sink: &mut S,
     ) -> Result<(), RejectReason> {
         let slot = self
-            .order_ids
-            .get(cancel.order_id)
+            .order_slot(cancel.order_id)
             .ok_or(RejectReason::UnknownOrder)?;
         if self.orders[slot as usize].account_id != cancel.account_id {
             return Err(RejectReason::NotOwner);
@@ -870,8 +874,7 @@ impl Matcher {
         sink: &mut S,
     ) -> Result<(), RejectReason> {
         let slot = self
-            .order_ids
-            .get(replace.order_id)
+            .order_slot(replace.order_id)
             .ok_or(RejectReason::UnknownOrder)?;
         let order = self.orders[slot as usize];
         if order.account_id != replace.account_id {
@@ -1006,10 +1009,9 @@ impl Matcher {
         };
         let mut count = 0u64;
         if let Some(account_slot) = self.account_ids.get(u64::from(mass.account_id)) {
-            let mut slot = self.accounts[account_slot as usize].head;
-            while slot != NIL {
+            let orders = self.account_orders(account_slot);
+            for (_, slot) in orders.iter().copied() {
                 let order = &self.orders[slot as usize];
-                let next = order.account_next;
                 let instrument_ok =
                     instrument_filter.is_none_or(|index| index == order.instrument_index);
                 let side_ok = mass.side.is_none_or(|side| side == order.side);
@@ -1017,8 +1019,8 @@ impl Matcher {
                     self.cancel_resting(sequence, slot, CancelReason::MassCancel, sink);
                     count += 1;
                 }
-                slot = next;
             }
+            self.scratch = orders;
         }
         let mut done = Event::new(
             EventKind::MassCancelled,
@@ -1146,12 +1148,11 @@ impl Matcher {
         status.flags = if on { FLAG_KILLED } else { 0 };
         sink.event(&status);
         if on {
-            let mut slot = self.accounts[account_slot as usize].head;
-            while slot != NIL {
-                let next = self.orders[slot as usize].account_next;
+            let orders = self.account_orders(account_slot);
+            for (_, slot) in orders.iter().copied() {
                 self.cancel_resting(sequence, slot, CancelReason::KillSwitch, sink);
-                slot = next;
             }
+            self.scratch = orders;
         }
         Ok(())
     }
@@ -1455,44 +1456,82 @@ impl Matcher {
         }
     }
 
-    fn account_push_back(&mut self, slot: u32) {
-        let account_slot = self.orders[slot as usize].account_slot;
-        let account = &mut self.accounts[account_slot as usize];
-        let tail = account.tail;
-        account.tail = slot;
-        account.order_count += 1;
-        if tail == NIL {
-            account.head = slot;
+    /// Takes a pool slot for a new order and indexes its id.
+    #[inline]
+    pub(crate) fn order_slot_take(&mut self, order_id: u64, account_slot: u32) -> u32 {
+        assert!(order_id != 0);
+        let slot = self.order_free_head;
+        assert!(slot != NIL, "capacity is checked before acceptance");
+        self.order_free_head = self.orders[slot as usize].next;
+        let cell = &mut self.order_index[(order_id & self.order_index_mask) as usize];
+        if *cell == NIL {
+            *cell = slot;
         } else {
-            self.orders[tail as usize].account_next = slot;
+            self.order_overflow.insert(order_id, slot);
         }
-        let entry = &mut self.orders[slot as usize];
-        entry.account_prev = tail;
-        entry.account_next = NIL;
+        self.order_accounts[slot as usize] = account_slot;
+        self.accounts[account_slot as usize].order_count += 1;
+        self.orders_live += 1;
+        slot
     }
 
-    /// Frees an order that is no longer in a level: account list, tables, hash, pool.
+    /// The pool slot of a resting order.
+    #[inline]
+    pub(crate) fn order_slot(&self, order_id: u64) -> Option<u32> {
+        let cell = self.order_index[(order_id & self.order_index_mask) as usize];
+        if cell != NIL && self.orders[cell as usize].order_id == order_id && order_id != 0 {
+            return Some(cell);
+        }
+        if self.order_overflow.len() == 0 {
+            return None;
+        }
+        self.order_overflow.get(order_id)
+    }
+
+    /// The resting orders of an account in ascending order id, in the scratch vector (taken out
+    /// of `self`; the caller puts it back). O(pool slots): mass cancel and kill switch only.
+    fn account_orders(&mut self, account_slot: u32) -> Vec<(u64, u32)> {
+        let mut orders = core::mem::take(&mut self.scratch);
+        orders.clear();
+        let count = self.accounts[account_slot as usize].order_count as usize;
+        assert!(count <= orders.capacity());
+        if count > 0 {
+            for (slot, owner) in self.order_accounts.iter().enumerate() {
+                let order = &self.orders[slot];
+                if *owner == account_slot
+                    && order.order_id != 0
+                    && order.account_slot == account_slot
+                {
+                    orders.push((order.order_id, slot as u32));
+                    if orders.len() == count {
+                        break;
+                    }
+                }
+            }
+        }
+        assert_eq!(orders.len(), count, "account order count");
+        orders.sort_unstable();
+        orders
+    }
+
+    /// Frees an order that is no longer in a level: tables, hash, pool.
     /// `hashed` says whether its hash contribution is still counted.
     fn release(&mut self, slot: u32, hashed: bool) {
-        let order = self.orders[slot as usize];
+        let order = &self.orders[slot as usize];
+        let (order_id, account_slot, client_order_id) =
+            (order.order_id, order.account_slot, order.client_order_id);
         if hashed {
             self.hash_orders = self.hash_orders.wrapping_sub(order.hash);
         }
-        let account = &mut self.accounts[order.account_slot as usize];
-        account.order_count -= 1;
-        if order.account_prev == NIL {
-            account.head = order.account_next;
+        self.accounts[account_slot as usize].order_count -= 1;
+        let cell = &mut self.order_index[(order_id & self.order_index_mask) as usize];
+        if *cell == slot {
+            *cell = NIL;
         } else {
-            self.orders[order.account_prev as usize].account_next = order.account_next;
+            self.order_overflow.remove(order_id);
         }
-        if order.account_next == NIL {
-            self.accounts[order.account_slot as usize].tail = order.account_prev;
-        } else {
-            self.orders[order.account_next as usize].account_prev = order.account_prev;
-        }
-        self.order_ids.remove(order.order_id);
         self.client_order_ids
-            .remove(client_key(order.account_slot, order.client_order_id));
+            .remove(client_key(account_slot, client_order_id));
         let entry = &mut self.orders[slot as usize];
         *entry = Order::FREE;
         entry.next = self.order_free_head;
@@ -1511,8 +1550,6 @@ impl Matcher {
         *account = Account {
             account_id,
             killed: false,
-            head: NIL,
-            tail: NIL,
             order_count: 0,
         };
         self.hash_accounts = self.hash_accounts.wrapping_add(account_hash(account));
@@ -1540,11 +1577,6 @@ impl Matcher {
         let instrument_id = self.instruments[instrument_index].config.instrument_id;
         self.hash_add(slot, instrument_id);
         self.level_push_back(slot);
-    }
-
-    /// Snapshot restore: append a pooled order to its account's list.
-    pub(crate) fn restore_account_link(&mut self, slot: u32) {
-        self.account_push_back(slot);
     }
 
     // ----- book events -----
@@ -1644,7 +1676,7 @@ impl Matcher {
 
     /// A resting order by exchange order id.
     pub fn order(&self, order_id: u64) -> Option<OrderView> {
-        let slot = self.order_ids.get(order_id)?;
+        let slot = self.order_slot(order_id)?;
         Some(self.order_view(slot))
     }
 
@@ -1765,7 +1797,16 @@ impl Matcher {
     pub fn state_hash_recomputed(&self) -> u64 {
         let mut orders = 0u64;
         let mut live = 0u32;
-        for order in self.orders.iter().filter(|order| order.order_id != 0) {
+        let mut account_orders = vec![0u32; self.accounts.len()];
+        for (slot, order) in self
+            .orders
+            .iter()
+            .enumerate()
+            .filter(|(_, order)| order.order_id != 0)
+        {
+            assert_eq!(self.order_slot(order.order_id), Some(slot as u32));
+            assert_eq!(self.order_accounts[slot], order.account_slot);
+            account_orders[order.account_slot as usize] += 1;
             let instrument_id = self.instruments[order.instrument_index as usize]
                 .config
                 .instrument_id;
@@ -1779,7 +1820,10 @@ impl Matcher {
             live += 1;
         }
         assert_eq!(live, self.orders_live);
-        assert_eq!(live, self.order_ids.len());
+        assert!(self.order_overflow.len() <= live);
+        for (account, count) in self.accounts.iter().zip(account_orders) {
+            assert_eq!(account.order_count, count, "account order count");
+        }
         let mut accounts = 0u64;
         for account in &self.accounts[..self.account_ids.len() as usize] {
             accounts = accounts.wrapping_add(account_hash(account));

@@ -377,13 +377,11 @@ impl Matcher {
         if self.client_order_ids.get(client_key).is_some() {
             return Err(invalid("duplicate client order id"));
         }
-        let slot = self.order_free_head;
-        if slot == NIL {
+        if self.orders_live >= self.config.order_capacity {
             return Err(SnapshotError::Capacity { what: "orders" });
         }
-        self.order_free_head = self.orders[slot as usize].next;
-        self.orders_live += 1;
         let level_index = instrument.index_of(price);
+        let slot = self.order_slot_take(order_id, account_slot);
         let order = &mut self.orders[slot as usize];
         order.order_id = order_id;
         order.client_order_id = entry.client_order_id.get();
@@ -401,9 +399,7 @@ impl Matcher {
         order.time_in_force = time_in_force;
         order.stp_mode = stp_mode;
         order.post_only = entry.post_only == 1;
-        self.order_ids.insert(order_id, slot);
         self.client_order_ids.insert(client_key, slot);
-        self.restore_account_link(slot);
         Ok(slot)
     }
 }
