@@ -251,6 +251,44 @@ pub struct InstrumentRecord {
 }
 const _: () = assert!(core::mem::size_of::<InstrumentRecord>() == COMMAND_RECORD_SIZE);
 
+/// Bits of word 0 (kind, side, order type, time in force, STP mode, flags, reserved) that may be
+/// non-zero: the kind byte, plus the side and order-field bytes where used.
+const WORD0_KIND: u64 = 0xFF;
+const WORD0_SIDE: u64 = 0xFF << 8;
+const WORD0_ORDER_FIELDS: u64 = 0xFFFF_FFFF << 16;
+/// Word 1: instrument id (low half), account id (high half).
+const WORD1_INSTRUMENT: u64 = 0xFFFF_FFFF;
+const WORD1_ACCOUNT: u64 = 0xFFFF_FFFF << 32;
+/// Per 8-byte word of a record, the bits a NewOrder may set (words 2..=5: client order id,
+/// order id, price, quantity; 6 and 7 are reserved).
+const MASK_NEW_ORDER: [u64; 8] = [
+    WORD0_KIND | WORD0_SIDE | WORD0_ORDER_FIELDS,
+    WORD1_INSTRUMENT | WORD1_ACCOUNT,
+    u64::MAX,
+    0,
+    u64::MAX,
+    u64::MAX,
+    0,
+    0,
+];
+const MASK_CANCEL: [u64; 8] = [WORD0_KIND, WORD1_ACCOUNT, 0, u64::MAX, 0, 0, 0, 0];
+const MASK_REPLACE: [u64; 8] = [
+    WORD0_KIND,
+    WORD1_ACCOUNT,
+    u64::MAX,
+    u64::MAX,
+    u64::MAX,
+    u64::MAX,
+    0,
+    0,
+];
+const _: () = assert!(core::mem::offset_of!(CommandRecord, instrument_id) == 8);
+const _: () = assert!(core::mem::offset_of!(CommandRecord, account_id) == 12);
+const _: () = assert!(core::mem::offset_of!(CommandRecord, client_order_id) == 16);
+const _: () = assert!(core::mem::offset_of!(CommandRecord, order_id) == 24);
+const _: () = assert!(core::mem::offset_of!(CommandRecord, price) == 32);
+const _: () = assert!(core::mem::offset_of!(CommandRecord, quantity) == 40);
+
 impl CommandRecord {
     /// An all-zero record (kind 0, which is not a valid command).
     pub fn zeroed() -> CommandRecord {
@@ -284,7 +322,83 @@ impl CommandRecord {
 
     /// Decodes and structurally validates the record: known codes, legal combinations, zero in
     /// every field the kind does not use. Semantic checks (tick, lot, band...) are the matcher's.
+    #[inline]
     pub fn decode(&self) -> Result<Command, DecodeError> {
+        match self.decode_fast() {
+            Some(command) => Ok(command),
+            None => self.decode_checked(),
+        }
+    }
+
+    /// The hot kinds (NewOrder, Cancel, Replace) when the record is valid: every unused byte is
+    /// checked with one mask per 8-byte word. `None` for anything else, which then takes
+    /// [`CommandRecord::decode_checked`] (same result, and the precise error).
+    #[inline(always)]
+    fn decode_fast(&self) -> Option<Command> {
+        let words: &[U64; 8] = zerocopy::transmute_ref!(self);
+        let masks = match self.kind {
+            1 => &MASK_NEW_ORDER,
+            2 => &MASK_CANCEL,
+            3 => &MASK_REPLACE,
+            _ => return None,
+        };
+        let mut unused = 0u64;
+        for (word, mask) in words.iter().zip(masks) {
+            unused |= word.get() & !mask;
+        }
+        let account_id = self.account_id.get();
+        if unused != 0 || account_id == 0 {
+            return None;
+        }
+        match self.kind {
+            1 => {
+                let side = Side::from_u8(self.side)?;
+                let order_type = OrderType::from_u8(self.order_type)?;
+                let time_in_force = TimeInForce::from_u8(self.time_in_force)?;
+                let stp_mode = StpMode::from_u8(self.stp_mode)?;
+                let post_only = self.flags == FLAG_POST_ONLY;
+                let instrument_id = self.instrument_id.get();
+                let price = self.price.get();
+                let market_ok =
+                    order_type == OrderType::Limit || (!time_in_force.rests() && price == 0);
+                let post_only_ok =
+                    !post_only || (order_type == OrderType::Limit && time_in_force.rests());
+                if instrument_id == 0
+                    || self.flags & !FLAG_POST_ONLY != 0
+                    || !market_ok
+                    || !post_only_ok
+                {
+                    return None;
+                }
+                Some(Command::NewOrder(NewOrder {
+                    instrument_id,
+                    account_id,
+                    client_order_id: self.client_order_id.get(),
+                    side,
+                    order_type,
+                    time_in_force,
+                    stp_mode,
+                    post_only,
+                    price,
+                    quantity: self.quantity.get(),
+                }))
+            }
+            2 => Some(Command::Cancel(Cancel {
+                account_id,
+                order_id: self.order_id.get(),
+            })),
+            _ => Some(Command::Replace(Replace {
+                account_id,
+                order_id: self.order_id.get(),
+                client_order_id: self.client_order_id.get(),
+                price: self.price.get(),
+                quantity: self.quantity.get(),
+            })),
+        }
+    }
+
+    /// Field-by-field decoding with the precise error.
+    fn decode_checked(&self) -> Result<Command, DecodeError> {
         let kind = CommandKind::from_u8(self.kind).ok_or(DecodeError::Kind { kind: self.kind })?;
         if kind == CommandKind::AddInstrument {
             return decode_instrument(self.instrument_record()).map(Command::AddInstrument);
@@ -850,5 +964,40 @@ mod tests {
         .encode();
         record.price = I64::new(1);
         assert_eq!(record.decode(), Err(DecodeError::UnusedField));
+    }
+
+    /// The masked fast path accepts exactly what the field-by-field path accepts, with the same
+    /// result: records with few, small non-zero bytes (so that codes are often valid).
+    #[test]
+    fn fast_decode_agrees_with_checked_decode() {
+        let mut state = 7u64;
+        let mut accepted = 0u32;
+        for _ in 0..200_000 {
+            let mut bytes = [0u8; COMMAND_RECORD_SIZE];
+            state = crate::hash::mix2(state, 1);
+            bytes[0] = 1 + (state % 3) as u8;
+            for draw in 0..1 + (state >> 8) % 6 {
+                let value = crate::hash::mix2(state, draw);
+                let offset = (value % COMMAND_RECORD_SIZE as u64) as usize;
+                bytes[offset] = ((value >> 16) % 6) as u8;
+            }
+            let record = CommandRecord::read_from_bytes(&bytes).expect("64 bytes");
+            match (record.decode_fast(), record.decode_checked()) {
+                (Some(fast), checked) => {
+                    assert_eq!(checked, Ok(fast), "{bytes:?}");
+                    accepted += 1;
+                }
+                (None, checked) => {
+                    assert!(
+                        checked.is_err() || !(1..=3).contains(&bytes[0]),
+                        "{bytes:?}"
+                    )
+                }
+            }
+        }
+        assert!(
+            accepted > 1_000,
+            "the fast path must be exercised: {accepted}"
+        );
     }
 }
