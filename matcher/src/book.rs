@@ -109,52 +109,44 @@ pub(crate) struct Level {
     pub(crate) count: u32,
 }
 
-/// A pooled order. The first cache line holds what matching and cancelling read; the second
-/// what only removal, replace and snapshots need.
+/// A pooled order: one cache line. Its price is its level's (`Instrument::price_of`), its
+/// account id is its account slot's, and its state-hash contribution is recomputed from these
+/// fields when needed rather than stored, so that every order operation touches one line.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 pub(crate) struct Order {
     /// 0 when the slot is free.
     pub(crate) order_id: u64,
     pub(crate) leaves: u64,
-    pub(crate) price: i64,
-    pub(crate) hash_static: u64,
-    pub(crate) hash: u64,
+    /// Total quantity: original (or replaced) quantity minus STP decrements.
+    pub(crate) quantity: u64,
+    pub(crate) client_order_id: u64,
+    /// Sequence of the command that put the order at the back of its level's queue.
+    pub(crate) priority_sequence: u64,
     /// Level FIFO links; `next` also links the free list.
     pub(crate) prev: u32,
     pub(crate) next: u32,
     pub(crate) account_slot: u32,
-    pub(crate) account_id: u32,
-    pub(crate) instrument_index: u32,
     pub(crate) level_index: u32,
-    // Second cache line.
-    pub(crate) client_order_id: u64,
-    /// Total quantity: original (or replaced) quantity minus STP decrements.
-    pub(crate) quantity: u64,
-    /// Sequence of the command that put the order at the back of its level's queue.
-    pub(crate) priority_sequence: u64,
+    pub(crate) instrument_index: u16,
     pub(crate) side: Side,
     pub(crate) time_in_force: TimeInForce,
     pub(crate) stp_mode: StpMode,
     pub(crate) post_only: bool,
 }
-const _: () = assert!(core::mem::size_of::<Order>() == 128);
-const _: () = assert!(core::mem::offset_of!(Order, level_index) + 4 <= 64);
+const _: () = assert!(core::mem::size_of::<Order>() == 64);
+const _: () = assert!(INSTRUMENT_CAPACITY_MAX - 1 <= u16::MAX as u32);
 
 impl Order {
     const FREE: Order = Order {
         order_id: 0,
         client_order_id: 0,
-        price: 0,
         quantity: 0,
         leaves: 0,
         priority_sequence: 0,
-        hash_static: 0,
-        hash: 0,
         prev: NIL,
         next: NIL,
         account_slot: NIL,
-        account_id: 0,
         instrument_index: 0,
         level_index: 0,
         side: Side::Buy,
@@ -168,19 +160,6 @@ impl Order {
             | u64::from(self.time_in_force as u8) << 8
             | u64::from(self.stp_mode as u8) << 16
             | u64::from(self.post_only) << 24
-    }
-
-    #[inline]
-    fn compute_hash_static(&self, instrument_id: u32) -> u64 {
-        hash::mix_parallel(&[
-            self.order_id,
-            self.client_order_id,
-            self.price as u64,
-            self.quantity,
-            self.priority_sequence,
-            u64::from(self.account_id) | u64::from(instrument_id) << 32,
-            self.flags_word(),
-        ])
     }
 }
 
@@ -811,21 +790,16 @@ impl Matcher {
         }
         if order.time_in_force.rests() {
             let slot = self.order_slot_take(sequence, account_slot);
-            let instrument_id = order.instrument_id;
             self.orders[slot as usize] = Order {
                 order_id: sequence,
                 client_order_id: order.client_order_id,
-                price: order.price,
                 quantity: taker.quantity,
                 leaves: taker.leaves,
                 priority_sequence: sequence,
-                hash_static: 0,
-                hash: 0,
                 prev: NIL,
                 next: NIL,
                 account_slot,
-                account_id: order.account_id,
-                instrument_index: instrument_index as u32,
+                instrument_index: instrument_index as u16,
                 level_index: limit_index,
                 side: order.side,
                 time_in_force: order.time_in_force,
@@ -834,7 +808,7 @@ impl Matcher {
             };
             self.client_order_ids
                 .insert(client_key(account_slot, order.client_order_id), slot);
-            self.hash_add(slot, instrument_id);
+            self.hash_add(slot);
             self.level_push_back(slot);
             self.emit_book_add(sequence, slot, sink);
         } else {
@@ -860,7 +834,7 @@ impl Matcher {
         let slot = self
             .order_slot(cancel.order_id)
             .ok_or(RejectReason::UnknownOrder)?;
-        if self.orders[slot as usize].account_id != cancel.account_id {
+        if self.account_id_of(slot) != cancel.account_id {
             return Err(RejectReason::NotOwner);
         }
         self.cancel_resting(sequence, slot, CancelReason::User, sink);
@@ -877,12 +851,14 @@ impl Matcher {
             .order_slot(replace.order_id)
             .ok_or(RejectReason::UnknownOrder)?;
         let order = self.orders[slot as usize];
-        if order.account_id != replace.account_id {
+        let account_id = self.account_id_of(slot);
+        if account_id != replace.account_id {
             return Err(RejectReason::NotOwner);
         }
-        let instrument_index = order.instrument_index as usize;
+        let instrument_index = usize::from(order.instrument_index);
         let instrument = &self.instruments[instrument_index];
         let instrument_id = instrument.config.instrument_id;
+        let price = instrument.price_of(order.level_index);
         if instrument.halted {
             return Err(RejectReason::InstrumentHalted);
         }
@@ -915,7 +891,7 @@ impl Matcher {
             );
         }
         let leaves_new = replace.quantity - filled;
-        let priority_kept = replace.price == order.price && replace.quantity <= order.quantity;
+        let priority_kept = replace.price == price && replace.quantity <= order.quantity;
 
         let mut replaced = Event::new(EventKind::Replaced, sequence, instrument_id);
         replaced.side = order.side as u8;
@@ -923,7 +899,7 @@ impl Matcher {
         replaced.order_id = U64::new(order.order_id);
         replaced.price = I64::new(replace.price);
         replaced.quantity = U64::new(replace.quantity);
-        replaced.account_id = U32::new(order.account_id);
+        replaced.account_id = U32::new(account_id);
         replaced.aux_a = U64::new(replace.client_order_id);
         replaced.aux_b = U64::new(leaves_new);
         sink.event(&replaced);
@@ -935,7 +911,7 @@ impl Matcher {
             entry.quantity = replace.quantity;
             entry.leaves = leaves_new;
             entry.client_order_id = replace.client_order_id;
-            self.hash_add(slot, instrument_id);
+            self.hash_add(slot);
             if reduction > 0 {
                 let level_slot = self.level_slot(instrument_index, order.side, order.level_index);
                 self.levels[level_slot].quantity -= reduction;
@@ -968,7 +944,7 @@ impl Matcher {
             quantity: replace.quantity,
             leaves: leaves_new,
             limit_index: level_index,
-            account_id: order.account_id,
+            account_id,
             account_slot: order.account_slot,
             side: order.side,
             stp_mode: order.stp_mode,
@@ -978,7 +954,6 @@ impl Matcher {
         {
             let entry = &mut self.orders[slot as usize];
             entry.client_order_id = replace.client_order_id;
-            entry.price = replace.price;
             entry.quantity = taker.quantity;
             entry.leaves = taker.leaves;
             entry.level_index = level_index;
@@ -988,7 +963,7 @@ impl Matcher {
             self.release(slot, false);
             return Ok(());
         }
-        self.hash_add(slot, instrument_id);
+        self.hash_add(slot);
         self.level_push_back(slot);
         self.emit_book_add(sequence, slot, sink);
         Ok(())
@@ -1012,8 +987,8 @@ impl Matcher {
             let orders = self.account_orders(account_slot);
             for (_, slot) in orders.iter().copied() {
                 let order = &self.orders[slot as usize];
-                let instrument_ok =
-                    instrument_filter.is_none_or(|index| index == order.instrument_index);
+                let instrument_ok = instrument_filter
+                    .is_none_or(|index| index == u32::from(order.instrument_index));
                 let side_ok = mass.side.is_none_or(|side| side == order.side);
                 if instrument_ok && side_ok {
                     self.cancel_resting(sequence, slot, CancelReason::MassCancel, sink);
@@ -1220,6 +1195,8 @@ impl Matcher {
             }
             let quantity = taker.leaves.min(maker.leaves);
             let maker_leaves = maker.leaves - quantity;
+            let (maker_order_id, maker_leaves_old) = (maker.order_id, maker.leaves);
+            let maker_account_id = self.accounts[maker.account_slot as usize].account_id;
             taker.leaves -= quantity;
             let trade_id = self.trade_id_next;
             self.trade_id_next += 1;
@@ -1236,11 +1213,11 @@ impl Matcher {
                 0
             };
             trade.order_id = U64::new(taker.order_id);
-            trade.price = I64::new(maker.price);
+            trade.price = I64::new(self.instruments[instrument_index].price_of(best));
             trade.quantity = U64::new(quantity);
             trade.account_id = U32::new(taker.account_id);
-            trade.account_id_maker = U32::new(maker.account_id);
-            trade.aux_a = U64::new(maker.order_id);
+            trade.account_id_maker = U32::new(maker_account_id);
+            trade.aux_a = U64::new(maker_order_id);
             trade.aux_b = U64::new(trade_id);
             sink.event(&trade);
 
@@ -1249,14 +1226,12 @@ impl Matcher {
                 self.release(maker_slot, true);
             } else {
                 self.levels[level_slot].quantity -= quantity;
-                let maker = &mut self.orders[maker_slot as usize];
-                maker.leaves = maker_leaves;
-                let hash_old = maker.hash;
-                maker.hash = hash::mix2(maker.hash_static, maker_leaves);
+                let hash_static = self.order_hash_static(maker_slot);
+                self.orders[maker_slot as usize].leaves = maker_leaves;
                 self.hash_orders = self
                     .hash_orders
-                    .wrapping_sub(hash_old)
-                    .wrapping_add(maker.hash);
+                    .wrapping_sub(hash::mix2(hash_static, maker_leaves_old))
+                    .wrapping_add(hash::mix2(hash_static, maker_leaves));
             }
             self.emit_level(sequence, instrument_index, maker_side, best, sink);
         }
@@ -1314,15 +1289,16 @@ impl Matcher {
         sink: &mut S,
     ) {
         let order = self.orders[slot as usize];
-        let instrument_index = order.instrument_index as usize;
-        let instrument_id = self.instruments[instrument_index].config.instrument_id;
+        let instrument_index = usize::from(order.instrument_index);
+        let instrument = &self.instruments[instrument_index];
+        let instrument_id = instrument.config.instrument_id;
         let mut cancelled = Event::new(EventKind::Cancelled, sequence, instrument_id);
         cancelled.side = order.side as u8;
         cancelled.reason = reason as u8;
         cancelled.order_id = U64::new(order.order_id);
-        cancelled.price = I64::new(order.price);
+        cancelled.price = I64::new(instrument.price_of(order.level_index));
         cancelled.quantity = U64::new(order.leaves);
-        cancelled.account_id = U32::new(order.account_id);
+        cancelled.account_id = U32::new(self.accounts[order.account_slot as usize].account_id);
         cancelled.aux_a = U64::new(order.client_order_id);
         sink.event(&cancelled);
         self.emit_book_delete(sequence, slot, sink);
@@ -1345,7 +1321,7 @@ impl Matcher {
         quantity: u64,
         sink: &mut S,
     ) {
-        let instrument_index = self.orders[slot as usize].instrument_index as usize;
+        let instrument_index = usize::from(self.orders[slot as usize].instrument_index);
         let instrument_id = self.instruments[instrument_index].config.instrument_id;
         self.hash_remove(slot);
         let order = &mut self.orders[slot as usize];
@@ -1353,16 +1329,16 @@ impl Matcher {
         order.leaves -= quantity;
         order.quantity -= quantity;
         let order = *order;
-        self.hash_add(slot, instrument_id);
+        self.hash_add(slot);
         let level_slot = self.level_slot(instrument_index, order.side, order.level_index);
         self.levels[level_slot].quantity -= quantity;
         let mut cancelled = Event::new(EventKind::Cancelled, sequence, instrument_id);
         cancelled.side = order.side as u8;
         cancelled.reason = CancelReason::SelfTrade as u8;
         cancelled.order_id = U64::new(order.order_id);
-        cancelled.price = I64::new(order.price);
+        cancelled.price = I64::new(self.instruments[instrument_index].price_of(order.level_index));
         cancelled.quantity = U64::new(quantity);
-        cancelled.account_id = U32::new(order.account_id);
+        cancelled.account_id = U32::new(self.account_id_of(slot));
         cancelled.aux_a = U64::new(order.client_order_id);
         cancelled.aux_b = U64::new(order.leaves);
         sink.event(&cancelled);
@@ -1386,7 +1362,7 @@ impl Matcher {
     /// Appends an order (fields set, not linked) at the back of its level.
     fn level_push_back(&mut self, slot: u32) {
         let order = self.orders[slot as usize];
-        let instrument_index = order.instrument_index as usize;
+        let instrument_index = usize::from(order.instrument_index);
         let side = order.side.index();
         let level_slot = self.level_slot(instrument_index, order.side, order.level_index);
         let level = &mut self.levels[level_slot];
@@ -1423,7 +1399,7 @@ impl Matcher {
     /// Unlinks an order from its level, keeping level totals, bitmap and best price right.
     fn level_unlink(&mut self, slot: u32) {
         let order = self.orders[slot as usize];
-        let instrument_index = order.instrument_index as usize;
+        let instrument_index = usize::from(order.instrument_index);
         let side = order.side.index();
         let level_slot = self.level_slot(instrument_index, order.side, order.level_index);
         if order.prev == NIL {
@@ -1517,12 +1493,12 @@ impl Matcher {
     /// Frees an order that is no longer in a level: tables, hash, pool.
     /// `hashed` says whether its hash contribution is still counted.
     fn release(&mut self, slot: u32, hashed: bool) {
+        if hashed {
+            self.hash_remove(slot);
+        }
         let order = &self.orders[slot as usize];
         let (order_id, account_slot, client_order_id) =
             (order.order_id, order.account_slot, order.client_order_id);
-        if hashed {
-            self.hash_orders = self.hash_orders.wrapping_sub(order.hash);
-        }
         self.accounts[account_slot as usize].order_count -= 1;
         let cell = &mut self.order_index[(order_id & self.order_index_mask) as usize];
         if *cell == slot {
@@ -1556,26 +1532,51 @@ impl Matcher {
         slot
     }
 
+    /// The account id of the order in `slot`.
     #[inline]
-    fn hash_add(&mut self, slot: u32, instrument_id: u32) {
-        let order = &mut self.orders[slot as usize];
-        order.hash_static = order.compute_hash_static(instrument_id);
-        order.hash = hash::mix2(order.hash_static, order.leaves);
-        self.hash_orders = self.hash_orders.wrapping_add(order.hash);
+    fn account_id_of(&self, slot: u32) -> u32 {
+        self.accounts[self.orders[slot as usize].account_slot as usize].account_id
+    }
+
+    /// The hash of everything about an order but its open quantity.
+    #[inline]
+    fn order_hash_static(&self, slot: u32) -> u64 {
+        let order = &self.orders[slot as usize];
+        let instrument = &self.instruments[usize::from(order.instrument_index)];
+        let account_id = self.accounts[order.account_slot as usize].account_id;
+        hash::mix_parallel(&[
+            order.order_id,
+            order.client_order_id,
+            instrument.price_of(order.level_index) as u64,
+            order.quantity,
+            order.priority_sequence,
+            u64::from(account_id) | u64::from(instrument.config.instrument_id) << 32,
+            order.flags_word(),
+        ])
+    }
+
+    /// The order's contribution to `hash_orders`.
+    #[inline]
+    fn order_hash(&self, slot: u32) -> u64 {
+        hash::mix2(
+            self.order_hash_static(slot),
+            self.orders[slot as usize].leaves,
+        )
+    }
+
+    #[inline]
+    fn hash_add(&mut self, slot: u32) {
+        self.hash_orders = self.hash_orders.wrapping_add(self.order_hash(slot));
     }
 
     #[inline]
     fn hash_remove(&mut self, slot: u32) {
-        self.hash_orders = self
-            .hash_orders
-            .wrapping_sub(self.orders[slot as usize].hash);
+        self.hash_orders = self.hash_orders.wrapping_sub(self.order_hash(slot));
     }
 
     /// Snapshot restore: put a pooled order into its level at the back of the queue.
     pub(crate) fn restore_link(&mut self, slot: u32) {
-        let instrument_index = self.orders[slot as usize].instrument_index as usize;
-        let instrument_id = self.instruments[instrument_index].config.instrument_id;
-        self.hash_add(slot, instrument_id);
+        self.hash_add(slot);
         self.level_push_back(slot);
     }
 
@@ -1583,11 +1584,11 @@ impl Matcher {
 
     fn emit_book_add<S: EventSink + ?Sized>(&self, sequence: u64, slot: u32, sink: &mut S) {
         let order = &self.orders[slot as usize];
-        let instrument_index = order.instrument_index as usize;
+        let instrument_index = usize::from(order.instrument_index);
         let mut event = book_event(
             EventKind::BookAdd,
             sequence,
-            self.instruments[instrument_index].config.instrument_id,
+            &self.instruments[instrument_index],
             order,
         );
         event.quantity = U64::new(order.leaves);
@@ -1609,10 +1610,8 @@ impl Matcher {
         sink: &mut S,
     ) {
         let order = &self.orders[slot as usize];
-        let instrument_id = self.instruments[order.instrument_index as usize]
-            .config
-            .instrument_id;
-        let mut event = book_event(EventKind::BookReduce, sequence, instrument_id, order);
+        let instrument = &self.instruments[usize::from(order.instrument_index)];
+        let mut event = book_event(EventKind::BookReduce, sequence, instrument, order);
         event.quantity = U64::new(quantity);
         event.aux_b = U64::new(order.leaves);
         sink.event(&event);
@@ -1620,10 +1619,8 @@ impl Matcher {
 
     fn emit_book_delete<S: EventSink + ?Sized>(&self, sequence: u64, slot: u32, sink: &mut S) {
         let order = &self.orders[slot as usize];
-        let instrument_id = self.instruments[order.instrument_index as usize]
-            .config
-            .instrument_id;
-        let mut event = book_event(EventKind::BookDelete, sequence, instrument_id, order);
+        let instrument = &self.instruments[usize::from(order.instrument_index)];
+        let mut event = book_event(EventKind::BookDelete, sequence, instrument, order);
         event.quantity = U64::new(order.leaves);
         sink.event(&event);
     }
@@ -1682,15 +1679,14 @@ impl Matcher {
 
     pub(crate) fn order_view(&self, slot: u32) -> OrderView {
         let order = &self.orders[slot as usize];
+        let instrument = &self.instruments[usize::from(order.instrument_index)];
         OrderView {
             order_id: order.order_id,
             client_order_id: order.client_order_id,
-            account_id: order.account_id,
-            instrument_id: self.instruments[order.instrument_index as usize]
-                .config
-                .instrument_id,
+            account_id: self.account_id_of(slot),
+            instrument_id: instrument.config.instrument_id,
             side: order.side,
-            price: order.price,
+            price: instrument.price_of(order.level_index),
             quantity: order.quantity,
             leaves: order.leaves,
             time_in_force: order.time_in_force,
@@ -1807,16 +1803,7 @@ impl Matcher {
             assert_eq!(self.order_slot(order.order_id), Some(slot as u32));
             assert_eq!(self.order_accounts[slot], order.account_slot);
             account_orders[order.account_slot as usize] += 1;
-            let instrument_id = self.instruments[order.instrument_index as usize]
-                .config
-                .instrument_id;
-            let hash_static = order.compute_hash_static(instrument_id);
-            assert_eq!(
-                hash_static, order.hash_static,
-                "order {} static hash",
-                order.order_id
-            );
-            orders = orders.wrapping_add(hash::mix2(hash_static, order.leaves));
+            orders = orders.wrapping_add(self.order_hash(slot as u32));
             live += 1;
         }
         assert_eq!(live, self.orders_live);
@@ -1908,11 +1895,11 @@ fn rejected(sequence: u64, record: &CommandRecord, reason: RejectReason) -> Even
     event
 }
 
-fn book_event(kind: EventKind, sequence: u64, instrument_id: u32, order: &Order) -> Event {
-    let mut event = Event::new(kind, sequence, instrument_id);
+fn book_event(kind: EventKind, sequence: u64, instrument: &Instrument, order: &Order) -> Event {
+    let mut event = Event::new(kind, sequence, instrument.config.instrument_id);
     event.side = order.side as u8;
     event.order_id = U64::new(order.order_id);
-    event.price = I64::new(order.price);
+    event.price = I64::new(instrument.price_of(order.level_index));
     event
 }
 

@@ -385,15 +385,13 @@ impl Matcher {
         let order = &mut self.orders[slot as usize];
         order.order_id = order_id;
         order.client_order_id = entry.client_order_id.get();
-        order.price = price;
         order.quantity = quantity;
         order.leaves = leaves;
         order.priority_sequence = priority_sequence;
         order.prev = NIL;
         order.next = NIL;
         order.account_slot = account_slot;
-        order.account_id = entry.account_id.get();
-        order.instrument_index = instrument_index as u32;
+        order.instrument_index = instrument_index as u16;
         order.level_index = level_index;
         order.side = side;
         order.time_in_force = time_in_force;
