@@ -16,4 +16,5 @@ pub mod node;
 pub mod protocol;
 pub mod replica;
 pub mod sim;
+pub mod transport;
 pub mod workload;
