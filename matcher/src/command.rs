@@ -334,7 +334,7 @@ impl CommandRecord {
     /// checked with one mask per 8-byte word. `None` for anything else, which then takes
     /// [`CommandRecord::decode_checked`] (same result, and the precise error).
     #[inline(always)]
-    fn decode_fast(&self) -> Option<Command> {
+    pub(crate) fn decode_fast(&self) -> Option<Command> {
         let words: &[U64; 8] = zerocopy::transmute_ref!(self);
         let masks = match self.kind {
             1 => &MASK_NEW_ORDER,
@@ -398,7 +398,7 @@ impl CommandRecord {
     }
 
     /// Field-by-field decoding with the precise error.
-    fn decode_checked(&self) -> Result<Command, DecodeError> {
+    pub(crate) fn decode_checked(&self) -> Result<Command, DecodeError> {
         let kind = CommandKind::from_u8(self.kind).ok_or(DecodeError::Kind { kind: self.kind })?;
         if kind == CommandKind::AddInstrument {
             return decode_instrument(self.instrument_record()).map(Command::AddInstrument);
