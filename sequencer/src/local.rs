@@ -54,6 +54,36 @@ impl Effects for Routed<'_> {
     fn committed(&mut self, _position: u64) {}
 }
 
+/// Opens node `id`'s journal in `dir` and starts the node over it (replaying nothing yet: the
+/// applier starts at position 0 and replays the journal into a fresh matcher as it runs).
+fn open_node(
+    dir: &Path,
+    id: NodeId,
+    members: u8,
+    segment_size: u64,
+    checkpoint_interval: u64,
+    now_ns: u64,
+) -> Result<Node<JournalLog, MatcherState>, LocalError> {
+    let mut config = JournalConfig::new(dir);
+    config.segment_size = segment_size;
+    let journal =
+        Journal::open(config).map_err(|source| LocalError::Journal { node: id, source })?;
+    let log = JournalLog::new(journal).map_err(|e| LocalError::Node {
+        node: id,
+        source: NodeError::Replica(e.into()),
+    })?;
+    let state = MatcherState::new(crate::workload::matcher_config())
+        .map_err(|e| LocalError::Matcher(e.to_string()))?;
+    Node::new(
+        ReplicaConfig::new(id, members, 0),
+        log,
+        state,
+        checkpoint_interval,
+        now_ns,
+    )
+    .map_err(|source| LocalError::Node { node: id, source })
+}
+
 /// N nodes in this process; node 0 leads.
 pub struct LocalCluster {
     pub nodes: Vec<Node<JournalLog, MatcherState>>,
@@ -74,24 +104,7 @@ impl LocalCluster {
         let mut dirs = Vec::new();
         for id in 0..members {
             let dir = base.join(format!("node-{id}"));
-            let mut config = JournalConfig::new(&dir);
-            config.segment_size = segment_size;
-            let journal =
-                Journal::open(config).map_err(|source| LocalError::Journal { node: id, source })?;
-            let log = JournalLog::new(journal).map_err(|e| LocalError::Node {
-                node: id,
-                source: NodeError::Replica(e.into()),
-            })?;
-            let state = MatcherState::new(crate::workload::matcher_config())
-                .map_err(|e| LocalError::Matcher(e.to_string()))?;
-            let node = Node::new(
-                ReplicaConfig::new(id, members, 0),
-                log,
-                state,
-                checkpoint_interval,
-                now_ns,
-            )
-            .map_err(|source| LocalError::Node { node: id, source })?;
+            let node = open_node(&dir, id, members, segment_size, checkpoint_interval, now_ns)?;
             nodes.push(node);
             dirs.push(dir);
         }
@@ -119,27 +132,17 @@ impl LocalCluster {
     ) -> Result<(), LocalError> {
         let members = self.nodes.len() as u8;
         let dir = self.dirs[id as usize].clone();
-        // Drop the old node first: it holds the journal's writer lock.
-        let placeholder = {
-            let mut config = JournalConfig::new(dir.with_extension("placeholder"));
-            config.segment_size = segment_size;
-            let journal =
-                Journal::open(config).map_err(|source| LocalError::Journal { node: id, source })?;
-            let log = JournalLog::new(journal).map_err(|e| LocalError::Node {
-                node: id,
-                source: NodeError::Replica(e.into()),
-            })?;
-            let state = MatcherState::new(crate::workload::matcher_config())
-                .map_err(|e| LocalError::Matcher(e.to_string()))?;
-            Node::new(
-                ReplicaConfig::new(id, members, 0),
-                log,
-                state,
-                checkpoint_interval,
-                now_ns,
-            )
-            .map_err(|source| LocalError::Node { node: id, source })?
-        };
+        // Drop the old node first (it holds the journal's writer lock): stand a node over a scratch
+        // journal in its place meanwhile.
+        let scratch = dir.with_extension("restarting");
+        let placeholder = open_node(
+            &scratch,
+            id,
+            members,
+            segment_size,
+            checkpoint_interval,
+            now_ns,
+        )?;
         drop(std::mem::replace(&mut self.nodes[id as usize], placeholder));
         self.inboxes.queues[id as usize].clear();
         if wipe {
@@ -148,26 +151,9 @@ impl LocalCluster {
                 source: journal::JournalError::io(&dir, e),
             })?;
         }
-        let mut config = JournalConfig::new(&dir);
-        config.segment_size = segment_size;
-        let journal =
-            Journal::open(config).map_err(|source| LocalError::Journal { node: id, source })?;
-        let log = JournalLog::new(journal).map_err(|e| LocalError::Node {
-            node: id,
-            source: NodeError::Replica(e.into()),
-        })?;
-        let state = MatcherState::new(crate::workload::matcher_config())
-            .map_err(|e| LocalError::Matcher(e.to_string()))?;
-        let node = Node::new(
-            ReplicaConfig::new(id, members, 0),
-            log,
-            state,
-            checkpoint_interval,
-            now_ns,
-        )
-        .map_err(|source| LocalError::Node { node: id, source })?;
+        let node = open_node(&dir, id, members, segment_size, checkpoint_interval, now_ns)?;
         drop(std::mem::replace(&mut self.nodes[id as usize], node));
-        let _ = std::fs::remove_dir_all(dir.with_extension("placeholder"));
+        let _ = std::fs::remove_dir_all(&scratch);
         Ok(())
     }
 
