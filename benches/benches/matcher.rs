@@ -729,8 +729,8 @@ fn measure<E: Engine>(stream: &Stream, ticks_per_ns: f64) -> Result {
     }
 }
 
-/// Replay: records, commands per wall second and per CPU second, events.
-fn replay(commands: usize, resting_target: u32) -> (usize, f64, f64, u64) {
+/// The encoded records of a replay log (mix A including its prefill), back to back.
+fn replay_log(commands: usize, resting_target: u32) -> Vec<u8> {
     let stream = mix_a(
         commands.saturating_sub(resting_target as usize),
         resting_target,
@@ -740,22 +740,34 @@ fn replay(commands: usize, resting_target: u32) -> (usize, f64, f64, u64) {
     for record in &stream.records {
         buffer.extend_from_slice(record.as_bytes());
     }
-    drop(stream);
+    buffer
+}
+
+/// Replays `buffer` through a fresh matcher: commands per wall second and per CPU second,
+/// events. With `prefetch`, the matcher gets the next record as a prefetch hint first, as a log
+/// reader that holds a batch of records can do.
+fn replay(buffer: &[u8], prefetch: bool) -> (f64, f64, u64) {
     let mut matcher = Matcher::new(config(250_000)).expect("config");
     let mut sink = CountingSink::default();
     let (start, start_cpu) = (Instant::now(), thread_cpu_time());
-    for (index, payload) in buffer
-        .chunks_exact(matcher::COMMAND_RECORD_SIZE)
-        .enumerate()
-    {
-        let sequence = index as u64 + 1;
+    let mut payloads = buffer.chunks_exact(matcher::COMMAND_RECORD_SIZE).peekable();
+    let mut sequence = 0u64;
+    while let Some(payload) = payloads.next() {
+        if prefetch {
+            if let Some(Ok(next)) = payloads
+                .peek()
+                .map(|next| CommandRecord::ref_from_bytes(next))
+            {
+                matcher.prefetch(next);
+            }
+        }
+        sequence += 1;
         matcher.apply_payload(sequence, sequence, payload, &mut sink);
     }
     let (elapsed, elapsed_cpu) = (start.elapsed(), thread_cpu_time() - start_cpu);
     black_box(matcher.state_hash());
     let count = buffer.len() / matcher::COMMAND_RECORD_SIZE;
     (
-        count,
         count as f64 / elapsed.as_secs_f64(),
         count as f64 / elapsed_cpu.as_secs_f64(),
         sink.events,
@@ -872,12 +884,17 @@ fn main() {
     if replay_commands == 0 {
         return;
     }
-    let (count, rate, rate_cpu, events) = replay(replay_commands, resting_a);
+    let buffer = replay_log(replay_commands, resting_a);
+    let count = buffer.len() / matcher::COMMAND_RECORD_SIZE;
     println!();
-    println!(
-        "replay: {count} encoded command records from memory through a fresh matcher: {:.2} M commands/s wall, {:.2} M commands/CPU-s ({events} events)",
-        rate / 1e6,
-        rate_cpu / 1e6
-    );
+    for prefetch in [false, true] {
+        let (rate, rate_cpu, events) = replay(&buffer, prefetch);
+        println!(
+            "replay{}: {count} encoded command records from memory through a fresh matcher: {:.2} M commands/s wall, {:.2} M commands/CPU-s ({events} events)",
+            if prefetch { " with prefetch of the next record" } else { "" },
+            rate / 1e6,
+            rate_cpu / 1e6
+        );
+    }
     println!("timer overhead (two TSC reads) p50: {timer_overhead_ns} ns, included in the latencies above");
 }

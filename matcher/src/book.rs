@@ -519,6 +519,44 @@ impl Matcher {
         }
     }
 
+    /// A hint that `record` will be applied soon, typically the next record of the log while
+    /// the current one is applied: starts loading the order, level and table lines it will
+    /// touch, so that their cache misses overlap with the current command's work. Changes no
+    /// state and emits nothing; a record that does not decode is ignored.
+    #[inline]
+    pub fn prefetch(&self, record: &CommandRecord) {
+        match record.decode_fast() {
+            Some(Command::Cancel(Cancel { order_id, .. }))
+            | Some(Command::Replace(Replace { order_id, .. })) => {
+                let cell = self.order_index[(order_id & self.order_index_mask) as usize];
+                // Only the index cell is read (small, usually cached); a read of the order
+                // itself would stall on the very miss this is meant to hide.
+                if let Some(order) = self.orders.get(cell as usize) {
+                    crate::prefetch::prefetch(order);
+                }
+            }
+            Some(Command::NewOrder(order)) => {
+                if let Some(account_slot) = self.account_ids.get(u64::from(order.account_id)) {
+                    self.client_order_ids
+                        .prefetch(client_key(account_slot, order.client_order_id));
+                }
+                let Some(instrument_index) = self.instrument_index(order.instrument_id) else {
+                    return;
+                };
+                let instrument = &self.instruments[instrument_index];
+                let opposite = order.side.opposite().index();
+                let best = instrument.best[opposite];
+                if best != NIL {
+                    let level = &self.levels[(instrument.level_base[opposite] + best) as usize];
+                    if let Some(maker) = self.orders.get(level.head as usize) {
+                        crate::prefetch::prefetch(maker);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Applies a journal payload: like [`Matcher::apply`], but a payload that is not exactly one
     /// record is answered with `Rejected(Malformed)` (all echoed fields zero).
     pub fn apply_payload<S: EventSink + ?Sized>(
@@ -1198,6 +1236,7 @@ impl Matcher {
             let level_slot = self.level_slot(instrument_index, maker_side, best);
             let maker_slot = self.levels[level_slot].head;
             let maker = &self.orders[maker_slot as usize];
+            self.prefetch_leaving(maker);
             if maker.account_slot == taker.account_slot && taker.stp_mode != StpMode::None {
                 self.self_trade(sequence, instrument_id, taker, maker_slot, sink);
                 if taker.stopped {
@@ -1301,6 +1340,7 @@ impl Matcher {
         sink: &mut S,
     ) {
         let order = self.orders[slot as usize];
+        self.prefetch_leaving(&order);
         let instrument_index = usize::from(order.instrument_index);
         let instrument = &self.instruments[instrument_index];
         let instrument_id = instrument.config.instrument_id;
@@ -1365,6 +1405,19 @@ impl Matcher {
     }
 
     // ----- book primitives -----
+
+    /// Starts loading what removing `order` from the book will touch (its queue neighbours and
+    /// its client order id entry), so that these misses overlap each other and the events.
+    #[inline(always)]
+    fn prefetch_leaving(&self, order: &Order) {
+        for link in [order.prev, order.next] {
+            if let Some(neighbour) = self.orders.get(link as usize) {
+                crate::prefetch::prefetch(neighbour);
+            }
+        }
+        self.client_order_ids
+            .prefetch(client_key(order.account_slot, order.client_order_id));
+    }
 
     #[inline(always)]
     fn level_slot(&self, instrument_index: usize, side: Side, level_index: u32) -> usize {

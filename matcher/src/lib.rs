@@ -41,6 +41,7 @@ mod command;
 pub mod decimal;
 mod event;
 pub mod hash;
+mod prefetch;
 mod snapshot;
 mod table;
 

@@ -103,6 +103,14 @@ impl<K: TableKey> Table<K> {
         }
     }
 
+    /// Starts loading the cache line where a lookup of `key` begins (a hint; no effect on
+    /// the table's contents).
+    #[inline]
+    pub fn prefetch(&self, key: K) {
+        let index = hash::slot_of(key.hash64(), self.bits);
+        crate::prefetch::prefetch(&self.entries[index]);
+    }
+
     /// Inserts a key that must not be present. Panics if full (callers check `is_full` first).
     #[inline]
     pub fn insert(&mut self, key: K, value: u32) {
