@@ -15,7 +15,7 @@ use crate::event::{
     FLAG_PRIORITY_KEPT, FLAG_TAKER_DONE, STATUS_HALTED, STATUS_TRADING,
 };
 use crate::hash;
-use crate::table::{ClientKey, Table};
+use crate::table::{ClientKey, ClientTable, Table};
 use zerocopy::little_endian::{I64, U32, U64};
 
 /// "No slot / no level" marker.
@@ -365,7 +365,7 @@ pub struct Matcher {
     /// Scratch space for the (order id, slot) pairs of a mass cancel or kill switch, allocated
     /// with capacity `order_capacity`.
     pub(crate) scratch: Vec<(u64, u32)>,
-    pub(crate) client_order_ids: Table<ClientKey>,
+    pub(crate) client_order_ids: ClientTable,
     pub(crate) accounts: Vec<Account>,
     pub(crate) account_ids: Table<u64>,
     pub(crate) trade_id_next: u64,
@@ -444,7 +444,7 @@ impl Matcher {
             order_overflow: Table::new(config.order_capacity),
             order_accounts: vec![NIL; config.order_capacity as usize],
             scratch: Vec::with_capacity(config.order_capacity as usize),
-            client_order_ids: Table::new(config.order_capacity),
+            client_order_ids: ClientTable::new(config.order_capacity),
             accounts: vec![
                 Account {
                     account_id: 0,
@@ -766,8 +766,7 @@ impl Matcher {
         Self::check_quantity(instrument, order.quantity, notional_price)?;
         if let Some(slot) = account_slot {
             if self
-                .client_order_ids
-                .get(client_key(slot, order.client_order_id))
+                .client_order_slot(slot, order.client_order_id)
                 .is_some()
             {
                 return Err(RejectReason::DuplicateClientOrderId);
@@ -917,8 +916,7 @@ impl Matcher {
         let client_order_id_changed = replace.client_order_id != order.client_order_id;
         if client_order_id_changed
             && self
-                .client_order_ids
-                .get(client_key(order.account_slot, replace.client_order_id))
+                .client_order_slot(order.account_slot, replace.client_order_id)
                 .is_some()
         {
             return Err(RejectReason::DuplicateClientOrderId);
@@ -934,7 +932,7 @@ impl Matcher {
         }
         if client_order_id_changed {
             self.client_order_ids
-                .remove(client_key(order.account_slot, order.client_order_id));
+                .remove(client_key(order.account_slot, order.client_order_id), slot);
             self.client_order_ids.insert(
                 client_key(order.account_slot, replace.client_order_id),
                 slot,
@@ -1516,6 +1514,16 @@ impl Matcher {
         slot
     }
 
+    /// The slot of the resting order of an account with a client order id.
+    #[inline]
+    pub(crate) fn client_order_slot(&self, account_slot: u32, client_order_id: u64) -> Option<u32> {
+        self.client_order_ids
+            .get(client_key(account_slot, client_order_id), |slot| {
+                let order = &self.orders[slot as usize];
+                order.account_slot == account_slot && order.client_order_id == client_order_id
+            })
+    }
+
     /// The pool slot of a resting order.
     #[inline]
     pub(crate) fn order_slot(&self, order_id: u64) -> Option<u32> {
@@ -1572,7 +1580,7 @@ impl Matcher {
             self.order_overflow.remove(order_id);
         }
         self.client_order_ids
-            .remove(client_key(account_slot, client_order_id));
+            .remove(client_key(account_slot, client_order_id), slot);
         let entry = &mut self.orders[slot as usize];
         *entry = Order::FREE;
         entry.next = self.order_free_head;

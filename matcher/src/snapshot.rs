@@ -374,7 +374,10 @@ impl Matcher {
             return Err(invalid("order quantity"));
         }
         let client_key = crate::book::client_key(account_slot, entry.client_order_id.get());
-        if self.client_order_ids.get(client_key).is_some() {
+        if self
+            .client_order_slot(account_slot, entry.client_order_id.get())
+            .is_some()
+        {
             return Err(invalid("duplicate client order id"));
         }
         if self.orders_live >= self.config.order_capacity {

@@ -103,14 +103,6 @@ impl<K: TableKey> Table<K> {
         }
     }
 
-    /// Starts loading the cache line where a lookup of `key` begins (a hint; no effect on
-    /// the table's contents).
-    #[inline]
-    pub fn prefetch(&self, key: K) {
-        let index = hash::slot_of(key.hash64(), self.bits);
-        crate::prefetch::prefetch(&self.entries[index]);
-    }
-
     /// Inserts a key that must not be present. Panics if full (callers check `is_full` first).
     #[inline]
     pub fn insert(&mut self, key: K, value: u32) {
@@ -165,6 +157,129 @@ impl<K: TableKey> Table<K> {
     }
 }
 
+/// One [`ClientTable`] entry: 32 bits of the key's hash (the top bits are the home index) and
+/// the order slot. 8 bytes, eight to a cache line.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct ClientEntry {
+    hash: u32,
+    slot: u32,
+}
+
+/// (account slot, client order id) → order slot. The key itself is not stored: it is in the
+/// order, and a lookup confirms a hash match against the order through a caller-given check.
+/// That halves the entry size of a [`Table`], and with it the cache footprint of the lookup every
+/// new order does.
+pub struct ClientTable {
+    entries: Vec<ClientEntry>,
+    bits: u32,
+    mask: usize,
+    len: u32,
+    capacity: u32,
+}
+
+impl ClientTable {
+    /// A table that holds up to `capacity` entries at a load factor of at most one half.
+    pub fn new(capacity: u32) -> ClientTable {
+        let slots = (u64::from(capacity.max(1)) * 2).next_power_of_two();
+        let bits = slots.trailing_zeros().max(1);
+        assert!(bits <= 31, "client table capacity {capacity} too large");
+        let slots = 1usize << bits;
+        ClientTable {
+            entries: vec![
+                ClientEntry {
+                    hash: 0,
+                    slot: EMPTY
+                };
+                slots
+            ],
+            bits,
+            mask: slots - 1,
+            len: 0,
+            capacity,
+        }
+    }
+
+    #[inline(always)]
+    fn hash32(key: ClientKey) -> u32 {
+        (hash::finalize(key.hash64()) >> 32) as u32
+    }
+
+    #[inline(always)]
+    fn home(&self, hash32: u32) -> usize {
+        (hash32 >> (32 - self.bits)) as usize
+    }
+
+    /// The slot stored under `key`; `is_key(slot)` must say whether the order in `slot` has
+    /// this key (called only on a 32-bit hash match).
+    #[inline]
+    pub fn get(&self, key: ClientKey, is_key: impl Fn(u32) -> bool) -> Option<u32> {
+        let hash32 = Self::hash32(key);
+        let mut index = self.home(hash32);
+        loop {
+            let entry = self.entries[index];
+            if entry.slot == EMPTY {
+                return None;
+            }
+            if entry.hash == hash32 && is_key(entry.slot) {
+                return Some(entry.slot);
+            }
+            index = (index + 1) & self.mask;
+        }
+    }
+
+    /// Starts loading the cache line where a lookup of `key` begins.
+    #[inline]
+    pub fn prefetch(&self, key: ClientKey) {
+        crate::prefetch::prefetch(&self.entries[self.home(Self::hash32(key))]);
+    }
+
+    /// Inserts a key that must not be present. Panics if full (callers check first).
+    #[inline]
+    pub fn insert(&mut self, key: ClientKey, slot: u32) {
+        assert!(slot != EMPTY);
+        assert!(self.len < self.capacity, "client table over capacity");
+        let hash32 = Self::hash32(key);
+        let mut index = self.home(hash32);
+        while self.entries[index].slot != EMPTY {
+            index = (index + 1) & self.mask;
+        }
+        self.entries[index] = ClientEntry { hash: hash32, slot };
+        self.len += 1;
+    }
+
+    /// Removes the entry of `key`, which must map to `slot`.
+    #[inline]
+    pub fn remove(&mut self, key: ClientKey, slot: u32) {
+        let hash32 = Self::hash32(key);
+        let mut index = self.home(hash32);
+        loop {
+            let entry = self.entries[index];
+            assert!(entry.slot != EMPTY, "removing an absent client order id");
+            if entry.slot == slot {
+                assert!(entry.hash == hash32, "client order id entry of another key");
+                break;
+            }
+            index = (index + 1) & self.mask;
+        }
+        // Backward-shift deletion, as in `Table::remove`; homes come from the stored hash bits.
+        let mut hole = index;
+        let mut next = (hole + 1) & self.mask;
+        while self.entries[next].slot != EMPTY {
+            let home = self.home(self.entries[next].hash);
+            let distance_home = next.wrapping_sub(home) & self.mask;
+            let distance_hole = next.wrapping_sub(hole) & self.mask;
+            if distance_home >= distance_hole {
+                self.entries[hole] = self.entries[next];
+                hole = next;
+            }
+            next = (next + 1) & self.mask;
+        }
+        self.entries[hole].slot = EMPTY;
+        self.len -= 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +289,40 @@ mod tests {
     fn entries_are_16_bytes() {
         assert_eq!(core::mem::size_of::<Entry<u64>>(), 16);
         assert_eq!(core::mem::size_of::<Entry<ClientKey>>(), 16);
+    }
+
+    #[test]
+    fn client_table_matches_btreemap() {
+        // Keys drawn from a small space so that hash collisions of the home index are common;
+        // the "orders" are an array of keys indexed by slot.
+        let mut table = ClientTable::new(64);
+        let mut model: BTreeMap<(u32, u64), u32> = BTreeMap::new();
+        let mut orders: Vec<Option<ClientKey>> = vec![None; 64];
+        let mut state = 777u64;
+        for step in 0..50_000u64 {
+            state = hash::mix2(state, step);
+            let key = ClientKey {
+                client_order_id: state % 40,
+                account_slot: ((state >> 20) % 3) as u32,
+            };
+            let model_key = (key.account_slot, key.client_order_id);
+            let found = table.get(key, |slot| orders[slot as usize] == Some(key));
+            assert_eq!(found, model.get(&model_key).copied());
+            match found {
+                Some(slot) if state % 3 != 0 => {
+                    table.remove(key, slot);
+                    model.remove(&model_key);
+                    orders[slot as usize] = None;
+                }
+                None if model.len() < 64 => {
+                    let slot = orders.iter().position(Option::is_none).expect("free") as u32;
+                    table.insert(key, slot);
+                    model.insert(model_key, slot);
+                    orders[slot as usize] = Some(key);
+                }
+                _ => {}
+            }
+        }
     }
 
     #[test]

@@ -333,6 +333,10 @@ fn run(seed: u64, commands: u64) -> (u64, u64) {
         sequence += 1;
         let record = generate(&mut rng, &matcher, sequence, &mut mids);
         events.clear();
+        // The prefetch hint must never change state, whatever the record.
+        let hash = matcher.state_hash();
+        matcher.prefetch(&record);
+        assert_eq!(matcher.state_hash(), hash);
         matcher.apply(sequence, sequence, &record, &mut events);
         let expected = reference.apply(sequence, &record);
         if events != expected {
