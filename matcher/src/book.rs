@@ -1404,8 +1404,8 @@ impl Matcher {
 
     // ----- book primitives -----
 
-    /// Starts loading what removing `order` from the book will touch (its queue neighbours and
-    /// its client order id entry), so that these misses overlap each other and the events.
+    /// Starts loading what removing `order` from the book will touch (its queue neighbours, its
+    /// client order id entry and its id's index cell), so that these misses overlap each other and the events.
     #[inline(always)]
     fn prefetch_leaving(&self, order: &Order) {
         for link in [order.prev, order.next] {
@@ -1415,6 +1415,9 @@ impl Matcher {
         }
         self.client_order_ids
             .prefetch(client_key(order.account_slot, order.client_order_id));
+        crate::prefetch::prefetch(
+            &self.order_index[(order.order_id & self.order_index_mask) as usize],
+        );
     }
 
     #[inline(always)]
