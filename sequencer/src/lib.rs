@@ -9,12 +9,14 @@
 //! sequencing on a slow follower beyond a configured bound.
 
 pub mod apply;
+pub mod client;
 pub mod driver;
 pub mod local;
 pub mod log;
 pub mod node;
 pub mod protocol;
 pub mod replica;
+pub mod runtime;
 pub mod sim;
 pub mod transport;
 pub mod workload;
