@@ -255,3 +255,54 @@ impl Log for MemLog {
         Ok(())
     }
 }
+
+/// A journal opened read-only (no writer lock, never modified): what replay and audit tools use
+/// to apply a journal, possibly while its writer runs.
+pub struct ReadOnlyLog {
+    reader: Reader,
+}
+
+impl ReadOnlyLog {
+    pub fn open(dir: &std::path::Path) -> Result<Self, LogError> {
+        Ok(ReadOnlyLog {
+            reader: Reader::open(dir)?,
+        })
+    }
+}
+
+impl Log for ReadOnlyLog {
+    fn end(&self) -> u64 {
+        u64::MAX
+    }
+    fn durable(&self) -> u64 {
+        u64::MAX
+    }
+    fn last_sequence(&self) -> u64 {
+        0
+    }
+    fn last_term(&self) -> u64 {
+        0
+    }
+    fn append(&mut self, _meta: &RecordMeta, _payload: &[u8]) -> Result<u64, LogError> {
+        Err(LogError::Failed("read-only log".into()))
+    }
+    fn append_frame(&mut self, _frame: &[u8]) -> Result<u64, LogError> {
+        Err(LogError::Failed("read-only log".into()))
+    }
+    fn visit(&mut self, from: u64, f: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<(), LogError> {
+        if self.reader.position() != from {
+            self.reader.seek(from);
+        }
+        while let Some(record) = self.reader.next_record()? {
+            if !f(record.position, record.frame) {
+                let position = record.position;
+                self.reader.seek(position);
+                break;
+            }
+        }
+        Ok(())
+    }
+    fn truncate_after(&mut self, _position: u64) -> Result<(), LogError> {
+        Err(LogError::Failed("read-only log".into()))
+    }
+}
