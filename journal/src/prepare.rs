@@ -35,14 +35,16 @@ impl Preparer {
             .name("journal-prepare".into())
             .spawn(move || {
                 for index in request_receiver {
-                    let result =
-                        create_segment(&dir, index, segment_size, init).inspect(|segment| {
-                            if pretouch {
-                                pretouch_pages(segment);
-                            }
-                        });
+                    // Hand the segment over as soon as it exists; pretouch it afterwards through a
+                    // mapping of our own, so the writer never waits for the pretouch (the page-cache
+                    // work is shared: the writer's later faults on those pages are cheap).
+                    let result = create_segment(&dir, index, segment_size, init);
+                    let path = result.as_ref().ok().map(|segment| segment.path.clone());
                     if ready_sender.send(result).is_err() {
                         break;
+                    }
+                    if let (true, Some(path)) = (pretouch, path) {
+                        pretouch_file(&path, segment_size);
                     }
                 }
             })
@@ -109,14 +111,25 @@ impl Drop for Preparer {
     }
 }
 
-fn pretouch_pages(segment: &WritableSegment) {
-    let len = segment.map.len();
+fn pretouch_file(path: &std::path::Path, len: u64) {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    else {
+        return;
+    };
+    // SAFETY: a shared mapping of a segment this journal owns; it is only used for madvise below and
+    // never read or written through.
+    let Ok(map) = (unsafe { memmap2::MmapOptions::new().len(len as usize).map_mut(&file) }) else {
+        return;
+    };
     // SAFETY: the range is exactly this live mapping; MADV_POPULATE_WRITE only faults pages in
     // (without changing their contents). Failure (older kernels) just leaves the faults to the writer.
     unsafe {
         libc::madvise(
-            segment.map.as_ptr() as *mut libc::c_void,
-            len,
+            map.as_ptr() as *mut libc::c_void,
+            map.len(),
             libc::MADV_POPULATE_WRITE,
         );
     }

@@ -229,7 +229,17 @@ pub(crate) fn validate_header(
     index: u64,
     segment_size: Option<u64>,
 ) -> Result<SegmentHeader> {
-    let page = &map[..SEGMENT_HEADER_LEN as usize];
+    // A file shorter than its header page (a truncated or half-created file) is corrupt, not a
+    // reason to panic.
+    let Some(page) = map.get(..SEGMENT_HEADER_LEN as usize) else {
+        return Err(corrupt(
+            path,
+            index,
+            0,
+            segment_size,
+            CorruptKind::SegmentHeaderMismatch,
+        ));
+    };
     let (header, _) = SegmentHeader::read_from_prefix(page).expect("page holds a header");
     if header.magic != SEGMENT_MAGIC {
         return Err(corrupt(path, index, 0, segment_size, CorruptKind::BadMagic));

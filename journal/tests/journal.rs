@@ -510,3 +510,24 @@ fn verify_reports_a_clean_journal_and_names_the_first_problem() {
         .recovery()
         .is_some());
 }
+
+#[test]
+fn a_later_segment_shorter_than_its_header_is_reported_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut journal = Journal::open(config(dir.path(), SMALL_SEGMENT)).unwrap();
+    append_n(&mut journal, 1, 100, |_| 1000);
+    drop(journal);
+    // A later segment cut to 3,850 bytes, as a crash during creation or a bad copy would leave it.
+    let path = segment_file(dir.path(), 1);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(3850)
+        .unwrap();
+    let journal = Journal::open(config(dir.path(), SMALL_SEGMENT)).unwrap();
+    let report = journal.recovery().cloned().expect("a report");
+    assert_eq!(report.kind, CorruptKind::SegmentHeaderMismatch);
+    assert_eq!(report.location.segment_index, 1);
+    assert!(matches!(journal::verify(dir.path()), Ok(_)));
+}
