@@ -529,5 +529,5 @@ fn a_later_segment_shorter_than_its_header_is_reported_and_removed() {
     let report = journal.recovery().cloned().expect("a report");
     assert_eq!(report.kind, CorruptKind::SegmentHeaderMismatch);
     assert_eq!(report.location.segment_index, 1);
-    assert!(matches!(journal::verify(dir.path()), Ok(_)));
+    assert!(journal::verify(dir.path()).is_ok());
 }
