@@ -134,17 +134,14 @@ fn map_mut(file: &File, path: &Path, len: u64, populate: bool) -> Result<MmapMut
     unsafe { options.map_mut(file) }.map_err(|e| JournalError::io(path, e))
 }
 
-/// Opens an existing segment for writing and validates its header.
-pub(crate) fn open_segment_writable(
+/// The length of a segment file, which must at least hold its header page (a shorter file cannot
+/// even be mapped as a segment: it is corrupt).
+fn segment_file_len(
+    file: &File,
     path: &Path,
     index: u64,
     segment_size: Option<u64>,
-) -> Result<(WritableSegment, SegmentHeader)> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| JournalError::io(path, e))?;
+) -> Result<u64> {
     let len = file
         .metadata()
         .map_err(|e| JournalError::io(path, e))?
@@ -158,6 +155,21 @@ pub(crate) fn open_segment_writable(
             CorruptKind::SegmentHeaderMismatch,
         ));
     }
+    Ok(len)
+}
+
+/// Opens an existing segment for writing and validates its header.
+pub(crate) fn open_segment_writable(
+    path: &Path,
+    index: u64,
+    segment_size: Option<u64>,
+) -> Result<(WritableSegment, SegmentHeader)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| JournalError::io(path, e))?;
+    let len = segment_file_len(&file, path, index, segment_size)?;
     let map = map_mut(&file, path, len, false)?;
     let header = validate_header(&map, path, index, segment_size)?;
     Ok((
@@ -182,19 +194,7 @@ pub(crate) fn open_segment_readonly(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(JournalError::io(path, e)),
     };
-    let len = file
-        .metadata()
-        .map_err(|e| JournalError::io(path, e))?
-        .len();
-    if len < SEGMENT_HEADER_LEN {
-        return Err(corrupt(
-            path,
-            index,
-            0,
-            segment_size,
-            CorruptKind::SegmentHeaderMismatch,
-        ));
-    }
+    let len = segment_file_len(&file, path, index, segment_size)?;
     // SAFETY: segment files are never truncated while the journal lives (only whole segments are
     // removed, and only by log repair, which first stops readers past the repair point).
     let map = unsafe { MmapOptions::new().len(len as usize).populate().map(&file) }
