@@ -1107,6 +1107,15 @@ impl Matcher {
         Ok(())
     }
 
+    /// Changes instrument `index` with `change` (which must leave its `hash` current), keeping the
+    /// incremental hash over all instruments in step.
+    fn update_instrument(&mut self, index: usize, change: impl FnOnce(&mut Instrument)) {
+        let instrument = &mut self.instruments[index];
+        self.hash_instruments = self.hash_instruments.wrapping_sub(instrument.hash);
+        change(instrument);
+        self.hash_instruments = self.hash_instruments.wrapping_add(instrument.hash);
+    }
+
     fn set_halted<S: EventSink + ?Sized>(
         &mut self,
         sequence: u64,
@@ -1117,11 +1126,10 @@ impl Matcher {
         let index = self
             .instrument_index(instrument_id)
             .ok_or(RejectReason::UnknownInstrument)?;
-        let instrument = &mut self.instruments[index];
-        self.hash_instruments = self.hash_instruments.wrapping_sub(instrument.hash);
-        instrument.halted = halted;
-        instrument.hash = instrument_hash(instrument);
-        self.hash_instruments = self.hash_instruments.wrapping_add(instrument.hash);
+        self.update_instrument(index, |instrument| {
+            instrument.halted = halted;
+            instrument.hash = instrument_hash(instrument);
+        });
         self.emit_instrument_status(sequence, index, sink);
         Ok(())
     }
@@ -1136,16 +1144,14 @@ impl Matcher {
         let index = self
             .instrument_index(instrument_id)
             .ok_or(RejectReason::UnknownInstrument)?;
-        let instrument = &mut self.instruments[index];
+        let instrument = &self.instruments[index];
         if price % instrument.tick != 0 {
             return Err(RejectReason::PriceOffTick);
         }
         if price < instrument.config.price_min || price > instrument.price_max {
             return Err(RejectReason::OutsideBand);
         }
-        self.hash_instruments = self.hash_instruments.wrapping_sub(instrument.hash);
-        instrument.set_reference_price(price);
-        self.hash_instruments = self.hash_instruments.wrapping_add(instrument.hash);
+        self.update_instrument(index, |instrument| instrument.set_reference_price(price));
         self.emit_instrument_status(sequence, index, sink);
         Ok(())
     }
