@@ -155,11 +155,6 @@ impl Replica {
                 "node_id and leader must be member indexes".into(),
             ));
         }
-        let mut clients = BTreeMap::new();
-        log.visit(0, &mut |_, frame| {
-            remember_client(&mut clients, frame);
-            true
-        })?;
         let mut replica = Replica {
             role: Role::Follower,
             term: log.last_term(),
@@ -167,12 +162,13 @@ impl Replica {
             commit_position: 0,
             term_start_end: u64::MAX,
             peers: [Peer::default(); MEMBERS_MAX],
-            clients,
+            clients: BTreeMap::new(),
             send_buffer: Vec::with_capacity(APPEND_FRAMES_LEN_MAX),
             scratch: Vec::with_capacity(CLIENT_HEADER_LEN + config.command_len_max),
             stats: ReplicaStats::default(),
             config,
         };
+        replica.rebuild_clients(log)?;
         if replica.config.leader == replica.config.node_id {
             replica.become_leader(log, now_ns)?;
         }
@@ -414,7 +410,6 @@ impl Replica {
                 end_position,
                 frames,
             } => self.on_append(
-                now_ns,
                 from,
                 term,
                 prev_position,
@@ -466,7 +461,6 @@ impl Replica {
     #[allow(clippy::too_many_arguments)]
     fn on_append<L: Log + ?Sized>(
         &mut self,
-        now_ns: u64,
         from: NodeId,
         term: u64,
         prev_position: u64,
@@ -476,7 +470,6 @@ impl Replica {
         log: &mut L,
         effects: &mut impl Effects,
     ) -> Result<(), ReplicaError> {
-        let _ = now_ns;
         if term < self.term {
             self.stats.stale_messages += 1;
             self.send_nack(from, log.end(), effects);

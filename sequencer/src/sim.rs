@@ -197,6 +197,8 @@ struct Sim {
     /// The committed history every node's committed prefix must equal.
     history: Vec<u8>,
     acknowledged: Vec<(u32, u64)>,
+    /// Highest client sequence the leader has applied, per client (answers resends).
+    applied_by_leader: BTreeMap<u32, u64>,
     report: SimReport,
 }
 
@@ -248,6 +250,7 @@ impl Sim {
             clients,
             history: Vec::new(),
             acknowledged: Vec::new(),
+            applied_by_leader: BTreeMap::new(),
             report: SimReport::default(),
         })
     }
@@ -371,7 +374,9 @@ impl Sim {
                     // Already sequenced: answer only once it is applied (committed), so that an
                     // answer always means "in the committed log".
                     Ok(Submitted::Duplicate { .. }) => {
-                        if self.applied_client_sequence(client) >= client_sequence {
+                        if self.applied_by_leader.get(&client).copied().unwrap_or(0)
+                            >= client_sequence
+                        {
                             self.network(Event::Response {
                                 client,
                                 client_sequence,
@@ -383,7 +388,7 @@ impl Sim {
                     }
                     Err(e) => return Err(self.violation(format!("leader failed: {e}"))),
                 }
-                self.deliver_outbox(LEADER, outbox);
+                self.deliver_outbox(outbox);
                 self.drive(LEADER, None)?;
             }
             Event::Response {
@@ -406,29 +411,7 @@ impl Sim {
         Ok(())
     }
 
-    fn applied_client_sequence(&self, client: u32) -> u64 {
-        // The leader's applied view: the highest client sequence among applied commands.
-        let node = &self.nodes[LEADER as usize];
-        let mut highest = 0;
-        let mut log = node.node.log.clone();
-        let applied = node.node.applier.applied_position();
-        let _ = log.visit(0, &mut |position, frame| {
-            if position >= applied {
-                return false;
-            }
-            if frame_header(frame).record_type.get() == RECORD_CLIENT_COMMAND {
-                if let Some((c, s, _)) = split_client_command(frame_payload(frame)) {
-                    if c == client as u64 {
-                        highest = highest.max(s);
-                    }
-                }
-            }
-            true
-        });
-        highest
-    }
-
-    fn deliver_outbox(&mut self, _from: NodeId, outbox: Outbox) {
+    fn deliver_outbox(&mut self, outbox: Outbox) {
         for (to, bytes) in outbox.messages {
             self.network(Event::Deliver { to, bytes });
         }
@@ -464,8 +447,10 @@ impl Sim {
         if let Err(what) = result {
             return Err(self.violation(format!("node {id}: {what}")));
         }
-        self.deliver_outbox(id, outbox);
+        self.deliver_outbox(outbox);
         for (client, client_sequence) in responses {
+            let applied = self.applied_by_leader.entry(client).or_insert(0);
+            *applied = (*applied).max(client_sequence);
             self.network(Event::Response {
                 client,
                 client_sequence,
