@@ -10,7 +10,9 @@
 
 pub mod apply;
 pub mod client;
+pub mod config;
 pub mod driver;
+pub mod loadgen;
 pub mod local;
 pub mod log;
 pub mod node;

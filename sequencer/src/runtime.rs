@@ -86,13 +86,35 @@ pub enum RuntimeError {
 /// Where a node listens and whom it talks to.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    pub node_id: NodeId,
+    /// This node's id, the members, the appointed leader, timeouts and bounds.
+    pub replica: ReplicaConfig,
     /// Replication endpoint (`host:port`) of every member, by node id.
     pub replication_endpoints: Vec<String>,
     /// Client ingress endpoint of this node (the leader listens on it).
     pub ingress_endpoint: String,
     pub journal: JournalConfig,
     pub checkpoint_interval: u64,
+    pub matcher: matcher::Config,
+}
+
+impl AgentConfig {
+    /// Defaults for everything but the addresses and the journal directory: leader 0, loopback
+    /// timeouts, the workload's matcher capacities.
+    pub fn new(
+        node_id: NodeId,
+        replication_endpoints: Vec<String>,
+        ingress_endpoint: String,
+        journal_dir: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        AgentConfig {
+            replica: ReplicaConfig::new(node_id, replication_endpoints.len() as u8, 0),
+            replication_endpoints,
+            ingress_endpoint,
+            journal: JournalConfig::new(journal_dir),
+            checkpoint_interval: 10_000,
+            matcher: crate::workload::matcher_config(),
+        }
+    }
 }
 
 /// One node's runtime.
@@ -112,37 +134,32 @@ impl NodeAgent {
     /// Connects to the media driver in `aeron_dir`, opens the journal and starts the node.
     pub fn start(aeron_dir: &Path, config: AgentConfig) -> Result<NodeAgent, RuntimeError> {
         let members = config.replication_endpoints.len();
-        if members == 0 || config.node_id as usize >= members {
+        let node_id = config.replica.node_id;
+        if members == 0 || node_id as usize >= members || config.replica.members as usize != members
+        {
             return Err(RuntimeError::Config(format!(
-                "node_id {} is not one of {members} members",
-                config.node_id
+                "node_id {node_id} is not one of {members} members"
             )));
         }
         let aeron = connect(aeron_dir)?;
         let receiver = AeronReceiver::new(
             &aeron,
-            &config.replication_endpoints[config.node_id as usize],
+            &config.replication_endpoints[node_id as usize],
             REPLICATION_STREAM_ID,
         )?;
         let sender = AeronSender::new(
             &aeron,
-            config.node_id,
+            node_id,
             &config.replication_endpoints,
             REPLICATION_STREAM_ID,
         )?;
         let ingress = AeronReceiver::new(&aeron, &config.ingress_endpoint, INGRESS_STREAM_ID)?;
         let journal = Journal::open(config.journal)?;
         let log = JournalLog::new(journal).map_err(|e| NodeError::Replica(e.into()))?;
-        let state = MatcherState::new(crate::workload::matcher_config())
-            .map_err(|e| RuntimeError::Config(e.to_string()))?;
+        let state =
+            MatcherState::new(config.matcher).map_err(|e| RuntimeError::Config(e.to_string()))?;
         let started = Instant::now();
-        let node = Node::new(
-            ReplicaConfig::new(config.node_id, members as u8, 0),
-            log,
-            state,
-            config.checkpoint_interval,
-            1,
-        )?;
+        let node = Node::new(config.replica, log, state, config.checkpoint_interval, 1)?;
         Ok(NodeAgent {
             aeron,
             receiver,
@@ -267,4 +284,136 @@ impl NodeAgent {
         }
         Ok(())
     }
+}
+
+/// A node's state at a glance: for status lines and the summary printed when it stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub node_id: NodeId,
+    pub leader: bool,
+    pub term: u64,
+    pub log_end: u64,
+    pub last_sequence: u64,
+    pub commit_position: u64,
+    pub applied_position: u64,
+    pub commands_applied: u64,
+    pub checkpoints_verified: u64,
+    pub state_hash: u64,
+    pub event_digest: u64,
+    pub trades: u64,
+    pub responses_sent: u64,
+    pub responses_dropped: u64,
+    pub sends_back_pressured: u64,
+    pub inbox_dropped: u64,
+}
+
+impl std::fmt::Display for NodeStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "node={} role={} term={} sequence={} log_end={} commit={} applied={} commands={} \
+             trades={} checkpoints_verified={} state_hash={:016x} event_digest={:016x} \
+             responses={} responses_dropped={} back_pressured={} inbox_dropped={}",
+            self.node_id,
+            if self.leader { "leader" } else { "follower" },
+            self.term,
+            self.last_sequence,
+            self.log_end,
+            self.commit_position,
+            self.applied_position,
+            self.commands_applied,
+            self.trades,
+            self.checkpoints_verified,
+            self.state_hash,
+            self.event_digest,
+            self.responses_sent,
+            self.responses_dropped,
+            self.sends_back_pressured,
+            self.inbox_dropped,
+        )
+    }
+}
+
+impl NodeAgent {
+    /// This node's status.
+    pub fn status(&self) -> NodeStatus {
+        use crate::log::Log;
+        let node = &self.node;
+        NodeStatus {
+            node_id: node.replica.config().node_id,
+            leader: node.replica.role() == crate::replica::Role::Leader,
+            term: node.replica.term(),
+            log_end: node.log.end(),
+            last_sequence: node.log.last_sequence(),
+            commit_position: node.replica.commit_position(),
+            applied_position: node.applier.applied_position(),
+            commands_applied: node.applier.commands_applied(),
+            checkpoints_verified: node.applier.checkpoints_verified(),
+            state_hash: node.state.matcher.state_hash(),
+            event_digest: node.state.sink.digest,
+            trades: node.state.sink.trades,
+            responses_sent: self.sessions.responses_sent,
+            responses_dropped: self.sessions.responses_dropped,
+            sends_back_pressured: self.sender.stats.back_pressured,
+            inbox_dropped: self.receiver.dropped() + self.ingress.dropped(),
+        }
+    }
+
+    /// Stops cleanly: a last duty cycle, then the journal synced to disk.
+    pub fn shutdown(&mut self) -> Result<NodeStatus, RuntimeError> {
+        self.do_work()?;
+        self.node.log.journal_mut().sync()?;
+        Ok(self.status())
+    }
+}
+
+/// Runs one node as a process does (`exchange node --config FILE`): embeds a media driver (its
+/// own directory, removed at the end) unless the configuration names an external one, pins the
+/// agent thread if asked, runs duty cycles until `stop` is set, reports status every
+/// `status_interval`, and stops cleanly (journal synced). Returns the final status.
+pub fn run_node(
+    checked: &crate::config::Checked,
+    stop: &AtomicBool,
+    on_status: &mut dyn FnMut(&NodeStatus),
+) -> Result<NodeStatus, RuntimeError> {
+    let node_id = checked.agent.replica.node_id;
+    let driver = match &checked.aeron_dir {
+        Some(_) => None,
+        None => Some(
+            crate::driver::EmbeddedDriver::launch(&crate::driver::unique_dir(&format!(
+                "node-{node_id}"
+            )))
+            .map_err(|e| RuntimeError::Config(e.to_string()))?,
+        ),
+    };
+    let aeron_dir = match (&checked.aeron_dir, &driver) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(driver)) => driver.dir().to_path_buf(),
+        (None, None) => unreachable!("a driver is launched when no directory is configured"),
+    };
+    if let Some(cpu) = checked.cpu {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+            return Err(RuntimeError::Config(format!(
+                "node.cpu: could not pin to CPU {cpu}"
+            )));
+        }
+    }
+    let mut agent = NodeAgent::start(&aeron_dir, checked.agent.clone())?;
+    on_status(&agent.status());
+    let mut idler = Idler::new(checked.idle);
+    let mut next_status = checked.status_interval.map(|i| Instant::now() + i);
+    while !stop.load(Ordering::Acquire) {
+        let work = agent.do_work()?;
+        idler.idle(work);
+        if let (Some(at), Some(interval)) = (next_status, checked.status_interval) {
+            if Instant::now() >= at {
+                on_status(&agent.status());
+                next_status = Some(at + interval);
+            }
+        }
+    }
+    let status = agent.shutdown()?;
+    drop(agent);
+    drop(driver);
+    Ok(status)
 }

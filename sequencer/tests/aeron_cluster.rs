@@ -281,13 +281,13 @@ fn a_client_over_aeron_gets_every_command_committed_once() {
 
     let threads: Vec<_> = (0..NODES)
         .map(|id| {
-            let config = AgentConfig {
-                node_id: id as u8,
-                replication_endpoints: replication.clone(),
-                ingress_endpoint: ingress[id].clone(),
-                journal: JournalConfig::new(journals.path().join(format!("node-{id}"))),
-                checkpoint_interval: 1000,
-            };
+            let mut config = AgentConfig::new(
+                id as u8,
+                replication.clone(),
+                ingress[id].clone(),
+                journals.path().join(format!("node-{id}")),
+            );
+            config.checkpoint_interval = 1000;
             let aeron_dir = driver.dir().to_path_buf();
             let (stop, leader_end) = (stop.clone(), leader_end.clone());
             std::thread::spawn(move || -> Result<(u64, u64, u64), String> {

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use journal::Reader;
 
+mod cluster;
 mod demo;
 
 #[derive(Parser)]
@@ -52,10 +53,79 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Runs one node of a cluster in this process (its own embedded media driver), as configured
+    /// in a TOML file (see config/node.example.toml). Stops cleanly on SIGINT or SIGTERM.
+    Node {
+        /// The node's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// A local cluster of node processes on 127.0.0.1.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+    /// Sends a seeded order flow to the leader over Aeron and measures the commit round trip
+    /// (HdrHistogram). Open loop at a fixed rate (latency from each command's intended send time),
+    /// or closed loop with --rate 0.
+    Loadgen {
+        /// A node's configuration file: the load goes to its cluster's leader.
+        #[arg(long, conflicts_with = "ingress")]
+        config: Option<PathBuf>,
+        /// The leader's ingress endpoint (ip:port), instead of --config.
+        #[arg(long)]
+        ingress: Option<String>,
+        /// Offered commands per second; 0 = closed loop.
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+        /// Commands to measure.
+        #[arg(long, default_value_t = 100_000)]
+        commands: u64,
+        /// Commands to send before measuring.
+        #[arg(long, default_value_t = 0)]
+        warmup: u64,
+        /// Most unanswered commands (the window in closed loop).
+        #[arg(long, default_value_t = 65_536)]
+        in_flight: usize,
+        /// Seed of the order flow.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Client id (default: a new one each run; the cluster discards sequence numbers it has seen).
+        #[arg(long)]
+        client_id: Option<u64>,
+        /// UDP port for responses (default: a free one).
+        #[arg(long)]
+        response_port: Option<u16>,
+        /// Save the latency histogram (.hgrm, microseconds) here.
+        #[arg(long)]
+        hgrm: Option<PathBuf>,
+    },
     /// Operator and auditor tools for a journal directory.
     Journal {
         #[command(subcommand)]
         command: JournalCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Writes a configuration file per node into DIR and starts every node as its own process
+    /// (each with its own media driver); stays up until SIGINT/SIGTERM (or --duration), then
+    /// stops every node cleanly. Journals live in DIR/journal-<id>.
+    Up {
+        #[arg(long, default_value_t = 3)]
+        nodes: u8,
+        #[arg(long, default_value = "cluster")]
+        dir: PathBuf,
+        /// Replication ports are base..base+nodes, ingress ports base+100..
+        #[arg(long, default_value_t = 20100)]
+        base_port: u16,
+        /// Stop by itself after this many seconds.
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Each node prints a status line this often (milliseconds; 0 = at start and exit only).
+        #[arg(long, default_value_t = 5000)]
+        status_ms: u64,
     },
 }
 
@@ -104,6 +174,46 @@ fn main() -> ExitCode {
             dir,
         } => demo::run(commands, nodes, seed, dir),
         Command::Simulate { seeds, start, seed } => simulate(seeds, start, seed),
+        Command::Node { config } => cluster::node(&config),
+        Command::Cluster {
+            command:
+                ClusterCommand::Up {
+                    nodes,
+                    dir,
+                    base_port,
+                    duration,
+                    status_ms,
+                },
+        } => cluster::cluster_up(
+            nodes,
+            &dir,
+            base_port,
+            duration.map(std::time::Duration::from_secs),
+            status_ms,
+        ),
+        Command::Loadgen {
+            config,
+            ingress,
+            rate,
+            commands,
+            warmup,
+            in_flight,
+            seed,
+            client_id,
+            response_port,
+            hgrm,
+        } => cluster::loadgen(cluster::LoadOptions {
+            config,
+            ingress,
+            rate,
+            commands,
+            warmup,
+            in_flight,
+            seed,
+            client_id,
+            response_port,
+            hgrm,
+        }),
         Command::Journal {
             command: JournalCommand::Verify { dir },
         } => verify(&dir),

@@ -1,0 +1,365 @@
+//! A load generator speaking the client protocol over Aeron: sends a seeded order flow to the
+//! leader's ingress and measures the commit round trip (send → Committed response) in an
+//! HdrHistogram.
+//!
+//! Open loop (`rate > 0`): command `i` is due at `start + i / rate`, and its latency is measured from
+//! that intended time, not from when it was actually sent, so a stalled system shows as latency
+//! instead of hiding it (no coordinated omission). Closed loop (`rate == 0`): at most `in_flight_max`
+//! commands outstanding, latency from the actual send. Either way the number of unanswered commands
+//! is bounded by `in_flight_max` (time spent blocked on that bound is reported), unanswered commands
+//! are resent after `resend_after`, and responses to resends are counted, never double-recorded.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use matcher::{Command, CommandRecord};
+use rusteron_client::Aeron;
+
+use crate::client::{Client, Response, REASON_NOT_LEADER, RESPONSE_COMMITTED};
+use crate::transport::TransportError;
+use crate::workload::{add_instrument, Workload};
+
+/// What to send and how fast.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// The leader's client ingress endpoint.
+    pub leader_ingress: String,
+    /// Where responses come back (UDP `ip:port` of this process).
+    pub response_endpoint: String,
+    /// The client id; must not have been used against this cluster before (its sequence numbers
+    /// start at 1 and duplicates are discarded).
+    pub client_id: u64,
+    /// Offered rate in commands per second; 0 runs closed loop.
+    pub rate: u64,
+    /// Most unanswered commands.
+    pub in_flight_max: usize,
+    /// Commands sent before measuring starts.
+    pub warmup: u64,
+    /// Commands measured.
+    pub commands: u64,
+    pub seed: u64,
+    pub accounts: u32,
+    /// Unanswered commands are sent again after this long.
+    pub resend_after: Duration,
+    /// Gives up when no answer arrived for this long.
+    pub stall_timeout: Duration,
+}
+
+impl LoadConfig {
+    pub fn new(leader_ingress: &str, response_endpoint: &str, client_id: u64) -> Self {
+        LoadConfig {
+            leader_ingress: leader_ingress.to_string(),
+            response_endpoint: response_endpoint.to_string(),
+            client_id,
+            rate: 0,
+            in_flight_max: 4096,
+            warmup: 0,
+            commands: 100_000,
+            seed: 1,
+            accounts: 100,
+            resend_after: Duration::from_secs(1),
+            stall_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// What a run measured.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    /// Commit round trips of the measured commands, in nanoseconds.
+    pub histogram: Histogram<u64>,
+    pub sent: u64,
+    pub committed: u64,
+    pub rejected: u64,
+    pub resends: u64,
+    /// Answers to commands already answered (a resend crossing its original answer).
+    pub repeated_answers: u64,
+    /// Time the sender waited because `in_flight_max` commands were unanswered.
+    pub blocked: Duration,
+    /// Offers refused by Aeron back-pressure (retried).
+    pub back_pressured: u64,
+    /// From the first measured command's intended send time to the last answer.
+    pub elapsed: Duration,
+}
+
+impl LoadReport {
+    /// Measured commands committed per second.
+    pub fn throughput(&self) -> f64 {
+        self.histogram.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("transport: {0}")]
+    Transport(#[from] TransportError),
+    #[error("the leader's ingress at {0} did not connect within {1:?}")]
+    NotConnected(String, Duration),
+    #[error("{0} is not the leader's ingress (answered: not leader)")]
+    NotLeader(String),
+    #[error("no answer for {timeout:?}: {answered} of {sent} commands answered")]
+    Stalled {
+        timeout: Duration,
+        sent: u64,
+        answered: u64,
+    },
+    #[error("stopped")]
+    Stopped,
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    sequence: u64,
+    intended_ns: u64,
+    sent_ns: u64,
+    answered: bool,
+    /// The account of a new order (a cancel target once accepted), or 0.
+    account: u32,
+    command: CommandRecord,
+}
+
+/// Runs the load against the cluster; `on_progress(sent, answered)` is called about once a second.
+pub fn run(
+    aeron: &Aeron,
+    config: &LoadConfig,
+    stop: &AtomicBool,
+    on_progress: &mut dyn FnMut(u64, u64),
+) -> Result<LoadReport, LoadError> {
+    let mut client = Client::connect(
+        aeron,
+        config.client_id,
+        &config.leader_ingress,
+        &config.response_endpoint,
+    )?;
+    let connect_timeout = Duration::from_secs(10);
+    let deadline = Instant::now() + connect_timeout;
+    while !client.is_connected() || !client.hello() {
+        if Instant::now() > deadline {
+            return Err(LoadError::NotConnected(
+                config.leader_ingress.clone(),
+                connect_timeout,
+            ));
+        }
+        if stop.load(Ordering::Acquire) {
+            return Err(LoadError::Stopped);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // Command 1 creates the instrument (answered Committed even when it exists already: the
+    // matcher rejects it, the command is still committed). Resent until answered, which also
+    // proves the leader opened our response channel.
+    let instrument = add_instrument();
+    let mut answered_first = None;
+    let deadline = Instant::now() + connect_timeout;
+    let mut last_send = None::<Instant>;
+    while answered_first.is_none() {
+        if Instant::now() > deadline {
+            return Err(LoadError::NotConnected(
+                config.leader_ingress.clone(),
+                connect_timeout,
+            ));
+        }
+        if stop.load(Ordering::Acquire) {
+            return Err(LoadError::Stopped);
+        }
+        if last_send.is_none_or(|t| t.elapsed() > Duration::from_millis(100)) {
+            client.hello();
+            client.send(1, instrument.as_bytes());
+            last_send = Some(Instant::now());
+        }
+        client.poll(|r| {
+            if r.client_sequence == 1 {
+                answered_first = Some(r);
+            }
+        })?;
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    if let Some(Response { kind, reason, .. }) = answered_first {
+        if kind != RESPONSE_COMMITTED && reason == REASON_NOT_LEADER {
+            return Err(LoadError::NotLeader(config.leader_ingress.clone()));
+        }
+    }
+
+    let capacity = config.in_flight_max.max(1).next_power_of_two();
+    let mask = capacity as u64 - 1;
+    let empty = Slot {
+        sequence: 0,
+        intended_ns: 0,
+        sent_ns: 0,
+        answered: true,
+        account: 0,
+        command: instrument,
+    };
+    let mut ring = vec![empty; capacity];
+    let mut workload = Workload::new(config.seed, config.accounts);
+    let mut histogram =
+        Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds");
+    // Client sequence 1 was the instrument; measured ones follow the warm-up.
+    let first = 2u64;
+    let last = first + config.warmup + config.commands - 1;
+    let first_measured = first + config.warmup;
+    let interval_ns = if config.rate > 0 {
+        1_000_000_000f64 / config.rate as f64
+    } else {
+        0.0
+    };
+    let base = Instant::now();
+    let now_ns = || base.elapsed().as_nanos() as u64;
+    let intended = |sequence: u64| ((sequence - first) as f64 * interval_ns) as u64;
+    let mut report = LoadReport {
+        histogram: histogram.clone(),
+        sent: 0,
+        committed: 0,
+        rejected: 0,
+        resends: 0,
+        repeated_answers: 0,
+        blocked: Duration::ZERO,
+        back_pressured: 0,
+        elapsed: Duration::ZERO,
+    };
+    let (mut next, mut oldest) = (first, first);
+    let mut blocked_since = None::<u64>;
+    let mut last_answer_ns = 0u64;
+    let mut last_progress = Instant::now();
+    let mut last_resend_scan = 0u64;
+    let mut idle = 0u32;
+    let mut first_measured_ns = None::<u64>;
+    let mut pending = None::<CommandRecord>;
+    while oldest <= last {
+        if stop.load(Ordering::Acquire) {
+            return Err(LoadError::Stopped);
+        }
+        let mut work = 0usize;
+        let now = now_ns();
+        // Send what is due.
+        while next <= last && (config.rate == 0 || intended(next) <= now) {
+            if next - oldest >= capacity as u64 {
+                blocked_since.get_or_insert(now);
+                break;
+            }
+            if let Some(since) = blocked_since.take() {
+                report.blocked += Duration::from_nanos(now - since);
+            }
+            let command = pending.take().unwrap_or_else(|| workload.next_command());
+            if !client.send(next, command.as_bytes()) {
+                // Retried next cycle; its latency still counts from its intended time.
+                report.back_pressured += 1;
+                pending = Some(command);
+                break;
+            }
+            let sent_ns = now_ns();
+            ring[(next & mask) as usize] = Slot {
+                sequence: next,
+                intended_ns: if config.rate > 0 {
+                    intended(next)
+                } else {
+                    sent_ns
+                },
+                sent_ns,
+                answered: false,
+                account: new_order_account(&command),
+                command,
+            };
+            if next == first_measured {
+                first_measured_ns = Some(ring[(next & mask) as usize].intended_ns);
+            }
+            report.sent += 1;
+            next += 1;
+            work += 1;
+        }
+        // Take answers.
+        let polled = client.poll(|response| {
+            let slot = &mut ring[(response.client_sequence & mask) as usize];
+            if slot.sequence != response.client_sequence || slot.answered {
+                report.repeated_answers += 1;
+                return;
+            }
+            slot.answered = true;
+            let at = now_ns();
+            last_answer_ns = at;
+            if response.kind == RESPONSE_COMMITTED {
+                report.committed += 1;
+                if slot.account != 0 {
+                    // The exchange order id of a new order is its command's sequence number.
+                    workload.accepted(slot.account, response.sequence);
+                }
+            } else {
+                report.rejected += 1;
+            }
+            if response.client_sequence >= first_measured {
+                histogram.saturating_record(at.saturating_sub(slot.intended_ns).max(1));
+            }
+        })?;
+        work += polled;
+        while oldest < next && ring[(oldest & mask) as usize].answered {
+            oldest += 1;
+        }
+        // Resend what waited too long, oldest first, at most every 10 ms.
+        let now = now_ns();
+        if now.saturating_sub(last_resend_scan) > 10_000_000 {
+            last_resend_scan = now;
+            for sequence in oldest..next {
+                let slot = &mut ring[(sequence & mask) as usize];
+                if !slot.answered
+                    && now.saturating_sub(slot.sent_ns) > config.resend_after.as_nanos() as u64
+                {
+                    if !client.send(sequence, slot.command.as_bytes()) {
+                        report.back_pressured += 1;
+                        break;
+                    }
+                    report.resends += 1;
+                    slot.sent_ns = now;
+                    work += 1;
+                }
+            }
+            let waited = now.saturating_sub(last_answer_ns.max(intended(next.min(last))));
+            if oldest < next && waited > config.stall_timeout.as_nanos() as u64 {
+                return Err(LoadError::Stalled {
+                    timeout: config.stall_timeout,
+                    sent: next - first,
+                    answered: report.committed + report.rejected,
+                });
+            }
+        }
+        if last_progress.elapsed() >= Duration::from_secs(1) {
+            last_progress = Instant::now();
+            on_progress(next - first, report.committed + report.rejected);
+        }
+        if work == 0 {
+            idle += 1;
+            if idle > 100 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        } else {
+            idle = 0;
+        }
+    }
+    report.elapsed =
+        Duration::from_nanos(last_answer_ns.saturating_sub(first_measured_ns.unwrap_or(0)));
+    report.histogram = histogram;
+    Ok(report)
+}
+
+fn new_order_account(command: &CommandRecord) -> u32 {
+    match command.decode() {
+        Ok(Command::NewOrder(order)) => order.account_id,
+        _ => 0,
+    }
+}
+
+/// Prints a histogram's percentiles in microseconds, one line.
+pub fn percentiles_us(histogram: &Histogram<u64>) -> String {
+    let us = |v: u64| v as f64 / 1000.0;
+    format!(
+        "p50={:.1}us p99={:.1}us p99.9={:.1}us p99.99={:.1}us max={:.1}us",
+        us(histogram.value_at_quantile(0.5)),
+        us(histogram.value_at_quantile(0.99)),
+        us(histogram.value_at_quantile(0.999)),
+        us(histogram.value_at_quantile(0.9999)),
+        us(histogram.max()),
+    )
+}
