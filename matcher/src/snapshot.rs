@@ -373,7 +373,6 @@ impl Matcher {
         if leaves == 0 || leaves > quantity {
             return Err(invalid("order quantity"));
         }
-        let client_key = crate::book::client_key(account_slot, entry.client_order_id.get());
         if self
             .client_order_slot(account_slot, entry.client_order_id.get())
             .is_some()
@@ -400,7 +399,7 @@ impl Matcher {
         order.time_in_force = time_in_force;
         order.stp_mode = stp_mode;
         order.post_only = entry.post_only == 1;
-        self.client_order_ids.insert(client_key, slot);
+        self.client_order_insert(account_slot, entry.client_order_id.get(), slot);
         Ok(slot)
     }
 }
