@@ -758,11 +758,6 @@ impl Matcher {
             if self.accounts[slot as usize].killed {
                 return Err(RejectReason::AccountKilled);
             }
-            if order.time_in_force.rests() {
-                // The entry an order that rests will write: start its (likely) miss now.
-                self.client_order_ids
-                    .prefetch(client_key(slot, order.client_order_id));
-            }
         }
         let (limit_index, notional_price) = match order.order_type {
             OrderType::Limit => (Self::check_price(instrument, order.price)?, order.price),
@@ -1417,8 +1412,9 @@ impl Matcher {
 
     // ----- book primitives -----
 
-    /// Starts loading what removing `order` from the book will touch (its queue neighbours, its
-    /// client order id entry and its id's index cell), so that these misses overlap each other and the events.
+    /// Starts loading what removing `order` from the book will touch (its queue neighbours and
+    /// its id's index cell), so that these misses overlap each other and the events. (The
+    /// client order id entry is prefetched by the table, which defers the removal.)
     #[inline(always)]
     fn prefetch_leaving(&self, order: &Order) {
         for link in [order.prev, order.next] {
@@ -1426,8 +1422,6 @@ impl Matcher {
                 crate::prefetch::prefetch(neighbour);
             }
         }
-        self.client_order_ids
-            .prefetch(client_key(order.account_slot, order.client_order_id));
         crate::prefetch::prefetch(
             &self.order_index[(order.order_id & self.order_index_mask) as usize],
         );

@@ -166,22 +166,49 @@ struct ClientEntry {
     slot: u32,
 }
 
+/// Inserts and removals a [`ClientTable`] holds back before touching its entries. Each one
+/// prefetches its entry when it is queued and is carried out this many operations later, so the
+/// cache miss (the table is large and read at random) overlaps the work of the commands in
+/// between instead of stalling the one that queued it.
+pub const CLIENT_TABLE_PENDING: usize = 8;
+const _: () = assert!(CLIENT_TABLE_PENDING.is_power_of_two());
+
+/// A queued [`ClientTable`] operation.
+#[derive(Clone, Copy)]
+struct ClientOperation {
+    entry: ClientEntry,
+    insert: bool,
+}
+
 /// (account slot, client order id) → order slot. The key itself is not stored: it is in the
 /// order, and a lookup confirms a hash match against the order through a caller-given check.
 /// That halves the entry size of a [`Table`], and with it the cache footprint of the lookup every
 /// new order does.
+///
+/// Inserts and removals are queued ([`CLIENT_TABLE_PENDING`]) and applied in order, so the
+/// entries always hold the table as it was some operations ago. A lookup checks the queued
+/// inserts first, then the entries; an entry whose removal is still queued can only be returned
+/// if the caller's check accepts its slot, that is if the order now in that slot has the key,
+/// which is then the right answer (a key belongs to one resting order at most).
 pub struct ClientTable {
     entries: Vec<ClientEntry>,
     bits: u32,
     mask: usize,
+    /// Entries in `entries` (applied inserts minus applied removals).
     len: u32,
     capacity: u32,
+    pending: [ClientOperation; CLIENT_TABLE_PENDING],
+    /// Index in `pending` of the oldest queued operation.
+    pending_head: usize,
+    pending_len: usize,
 }
 
 impl ClientTable {
-    /// A table that holds up to `capacity` entries at a load factor of at most one half.
+    /// A table that holds up to `capacity` keys at a load factor of at most one half (counting
+    /// the entries whose removal is queued).
     pub fn new(capacity: u32) -> ClientTable {
-        let slots = (u64::from(capacity.max(1)) * 2).next_power_of_two();
+        let entries_max = u64::from(capacity.max(1)) + CLIENT_TABLE_PENDING as u64;
+        let slots = (entries_max * 2).next_power_of_two();
         let bits = slots.trailing_zeros().max(1);
         assert!(bits <= 31, "client table capacity {capacity} too large");
         let slots = 1usize << bits;
@@ -197,6 +224,15 @@ impl ClientTable {
             mask: slots - 1,
             len: 0,
             capacity,
+            pending: [ClientOperation {
+                entry: ClientEntry {
+                    hash: 0,
+                    slot: EMPTY,
+                },
+                insert: false,
+            }; CLIENT_TABLE_PENDING],
+            pending_head: 0,
+            pending_len: 0,
         }
     }
 
@@ -211,10 +247,17 @@ impl ClientTable {
     }
 
     /// The slot stored under `key`; `is_key(slot)` must say whether the order in `slot` has
-    /// this key (called only on a 32-bit hash match).
+    /// this key (called only on a 32-bit hash match, possibly with the slot of an entry whose
+    /// removal is queued).
     #[inline]
     pub fn get(&self, key: ClientKey, is_key: impl Fn(u32) -> bool) -> Option<u32> {
         let hash32 = Self::hash32(key);
+        for offset in 0..self.pending_len {
+            let operation = self.pending[(self.pending_head + offset) % CLIENT_TABLE_PENDING];
+            if operation.insert && operation.entry.hash == hash32 && is_key(operation.entry.slot) {
+                return Some(operation.entry.slot);
+            }
+        }
         let mut index = self.home(hash32);
         loop {
             let entry = self.entries[index];
@@ -234,30 +277,77 @@ impl ClientTable {
         crate::prefetch::prefetch(&self.entries[self.home(Self::hash32(key))]);
     }
 
-    /// Inserts a key that must not be present. Panics if full (callers check first).
+    /// Queues the insert of a key that must not be present (the caller checks capacity).
     #[inline]
     pub fn insert(&mut self, key: ClientKey, slot: u32) {
         assert!(slot != EMPTY);
-        assert!(self.len < self.capacity, "client table over capacity");
-        let hash32 = Self::hash32(key);
-        let mut index = self.home(hash32);
+        self.queue(ClientOperation {
+            entry: ClientEntry {
+                hash: Self::hash32(key),
+                slot,
+            },
+            insert: true,
+        });
+    }
+
+    /// Queues the removal of the entry of `key`, which must map to `slot`.
+    #[inline]
+    pub fn remove(&mut self, key: ClientKey, slot: u32) {
+        self.queue(ClientOperation {
+            entry: ClientEntry {
+                hash: Self::hash32(key),
+                slot,
+            },
+            insert: false,
+        });
+    }
+
+    #[inline]
+    fn queue(&mut self, operation: ClientOperation) {
+        crate::prefetch::prefetch(&self.entries[self.home(operation.entry.hash)]);
+        if self.pending_len == CLIENT_TABLE_PENDING {
+            let oldest = self.pending[self.pending_head];
+            self.pending_head = (self.pending_head + 1) % CLIENT_TABLE_PENDING;
+            self.pending_len -= 1;
+            self.apply(oldest);
+        }
+        self.pending[(self.pending_head + self.pending_len) % CLIENT_TABLE_PENDING] = operation;
+        self.pending_len += 1;
+    }
+
+    fn apply(&mut self, operation: ClientOperation) {
+        if operation.insert {
+            self.apply_insert(operation.entry);
+        } else {
+            self.apply_remove(operation.entry);
+        }
+    }
+
+    #[inline]
+    fn apply_insert(&mut self, entry: ClientEntry) {
+        assert!(
+            self.len < self.capacity + CLIENT_TABLE_PENDING as u32,
+            "client table over capacity"
+        );
+        let mut index = self.home(entry.hash);
         while self.entries[index].slot != EMPTY {
             index = (index + 1) & self.mask;
         }
-        self.entries[index] = ClientEntry { hash: hash32, slot };
+        self.entries[index] = entry;
         self.len += 1;
     }
 
-    /// Removes the entry of `key`, which must map to `slot`.
     #[inline]
-    pub fn remove(&mut self, key: ClientKey, slot: u32) {
-        let hash32 = Self::hash32(key);
-        let mut index = self.home(hash32);
+    fn apply_remove(&mut self, removed: ClientEntry) {
+        let mut index = self.home(removed.hash);
         loop {
             let entry = self.entries[index];
             assert!(entry.slot != EMPTY, "removing an absent client order id");
-            if entry.slot == slot {
-                assert!(entry.hash == hash32, "client order id entry of another key");
+            if entry.slot == removed.slot {
+                assert!(
+                    entry.hash == removed.hash,
+                    "client order id entry of another key"
+                );
                 break;
             }
             index = (index + 1) & self.mask;
@@ -323,6 +413,42 @@ mod tests {
                 _ => {}
             }
         }
+    }
+
+    #[test]
+    fn client_table_queued_operations() {
+        // A slot reused by the same key while the old entry's removal is still queued, and
+        // lookups at every queue depth.
+        fn get(table: &ClientTable, orders: &[Option<ClientKey>], key: ClientKey) -> Option<u32> {
+            table.get(key, |slot| orders[slot as usize] == Some(key))
+        }
+        let mut table = ClientTable::new(4);
+        let mut orders: Vec<Option<ClientKey>> = vec![None; 4];
+        let key = |client_order_id| ClientKey {
+            client_order_id,
+            account_slot: 1,
+        };
+        for round in 0..3 * CLIENT_TABLE_PENDING as u64 {
+            let other = key(round + 100);
+            assert_eq!(get(&table, &orders, key(7)), None);
+            table.insert(key(7), 2);
+            orders[2] = Some(key(7));
+            assert_eq!(get(&table, &orders, key(7)), Some(2));
+            table.insert(other, 3);
+            orders[3] = Some(other);
+            table.remove(key(7), 2);
+            orders[2] = None;
+            assert_eq!(get(&table, &orders, key(7)), None);
+            table.insert(key(7), 2);
+            orders[2] = Some(key(7));
+            assert_eq!(get(&table, &orders, key(7)), Some(2));
+            assert_eq!(get(&table, &orders, other), Some(3));
+            table.remove(key(7), 2);
+            orders[2] = None;
+            table.remove(other, 3);
+            orders[3] = None;
+        }
+        assert!(table.len <= CLIENT_TABLE_PENDING as u32);
     }
 
     #[test]
