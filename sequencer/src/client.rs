@@ -11,8 +11,9 @@
 //! | 16 | | response endpoint length: u16, then ASCII `host:port` | client_sequence: u64 |
 //! | 24 | | | command bytes (a 64-byte matcher command) |
 //!
-//! Egress (leader → client): kind u8 (1 Committed, 2 Rejected) | reason u8 | reserved [6] |
-//! client_id u64 | client_sequence u64 | sequence u64 (the journal sequence, 0 when rejected).
+//! Egress (leader → client): one or more 32-byte responses packed in one message, each
+//! kind u8 (1 Committed, 2 Rejected) | reason u8 | reserved [6] | client_id u64 |
+//! client_sequence u64 | sequence u64 (the journal sequence, 0 when rejected).
 //! A command is answered Committed only once it is committed and applied: an answer means the
 //! command survives any minority failure. A resent command that was sequenced before is not
 //! sequenced again; it is answered once the original is applied.
@@ -21,7 +22,6 @@ use std::collections::BTreeMap;
 
 use rusteron_client::{Aeron, AeronExclusivePublication};
 
-use crate::protocol::CLIENT_HEADER_LEN;
 use crate::transport::{channel, TransportError, CONNECT_TIMEOUT};
 
 /// Aeron stream id of client ingress.
@@ -37,6 +37,7 @@ pub const ENDPOINT_LEN_MAX: usize = 64;
 
 const KIND_CONNECT: u8 = 1;
 const KIND_COMMAND: u8 = 2;
+const KIND_COMMANDS: u8 = 3;
 /// Egress kind: committed.
 pub const RESPONSE_COMMITTED: u8 = 1;
 /// Egress kind: rejected (see the reason).
@@ -47,6 +48,15 @@ pub const REASON_NOT_LEADER: u8 = 1;
 pub const REASON_CAPACITY: u8 = 2;
 /// Reject reason: the command is too long.
 pub const REASON_TOO_LARGE: u8 = 3;
+/// Reject reason: an earlier command of this client is missing; the response's `sequence` field
+/// carries the client sequence the leader expects next (resend from there).
+pub const REASON_SEQUENCE_GAP: u8 = 4;
+/// Header of every ingress message: kind, reserved, client id.
+pub const INGRESS_HEADER_LEN: usize = 16;
+/// Longest ingress message (a batch of commands is packed up to this).
+pub const INGRESS_MESSAGE_LEN_MAX: usize = 8192 - 64;
+/// Header of each entry of a Commands batch: client_sequence u64, length u32, reserved u32.
+pub const BATCH_ENTRY_HEADER_LEN: usize = 16;
 
 /// An ingress message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +70,51 @@ pub enum Ingress<'a> {
         client_sequence: u64,
         command: &'a [u8],
     },
+    /// Several commands of one client, in its order: entries of client_sequence u64, length u32,
+    /// reserved u32 (zero), then the command padded with zeros to a multiple of 8 bytes.
+    /// Checked whole by `decode`; read with [`Ingress::entries`].
+    Commands { client_id: u64, entries: &'a [u8] },
+}
+
+/// The entries of a [`Ingress::Commands`] batch that `decode` accepted.
+pub struct Entries<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = (u64, &'a [u8]);
+    fn next(&mut self) -> Option<(u64, &'a [u8])> {
+        let (sequence, length, padded) = entry_at(self.rest).ok()?;
+        let command = &self.rest[BATCH_ENTRY_HEADER_LEN..BATCH_ENTRY_HEADER_LEN + length];
+        self.rest = &self.rest[BATCH_ENTRY_HEADER_LEN + padded..];
+        Some((sequence, command))
+    }
+}
+
+/// Reads one batch entry's header: (client_sequence, length, padded length).
+fn entry_at(bytes: &[u8]) -> Result<(u64, usize, usize), IngressError> {
+    if bytes.len() < BATCH_ENTRY_HEADER_LEN {
+        return Err(IngressError::Short);
+    }
+    let length = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
+    if bytes[12..16] != [0; 4] {
+        return Err(IngressError::Reserved);
+    }
+    let padded = length.div_ceil(8) * 8;
+    if length == 0 || bytes.len() < BATCH_ENTRY_HEADER_LEN + padded {
+        return Err(IngressError::Short);
+    }
+    Ok((u64_at(bytes, 0), length, padded))
+}
+
+/// Appends one entry to a Commands batch being built in `out` (which starts with the header
+/// written by [`Ingress::encode_batch_header`]).
+pub fn push_batch_entry(out: &mut Vec<u8>, client_sequence: u64, command: &[u8]) {
+    out.extend_from_slice(&client_sequence.to_le_bytes());
+    out.extend_from_slice(&(command.len() as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(command);
+    out.resize(out.len() + command.len().div_ceil(8) * 8 - command.len(), 0);
 }
 
 /// Why ingress bytes are not a message.
@@ -102,6 +157,25 @@ impl<'a> Ingress<'a> {
                 out.extend_from_slice(&client_sequence.to_le_bytes());
                 out.extend_from_slice(command);
             }
+            Ingress::Commands { client_id, entries } => {
+                Ingress::encode_batch_header(client_id, out);
+                out.extend_from_slice(entries);
+            }
+        }
+    }
+
+    /// Starts a Commands batch in `out`.
+    pub fn encode_batch_header(client_id: u64, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(&[KIND_COMMANDS, 0, 0, 0, 0, 0, 0, 0]);
+        out.extend_from_slice(&client_id.to_le_bytes());
+    }
+
+    /// The commands of a batch (empty for other kinds).
+    pub fn entries(&self) -> Entries<'a> {
+        match *self {
+            Ingress::Commands { entries, .. } => Entries { rest: entries },
+            _ => Entries { rest: &[] },
         }
     }
 
@@ -134,12 +208,29 @@ impl<'a> Ingress<'a> {
                     response_endpoint,
                 })
             }
-            KIND_COMMAND if bytes.len() >= CLIENT_HEADER_LEN + 8 => Ok(Ingress::Command {
+            KIND_COMMAND if bytes.len() >= INGRESS_HEADER_LEN + 8 => Ok(Ingress::Command {
                 client_id,
                 client_sequence: u64_at(bytes, 16),
                 command: &bytes[24..],
             }),
             KIND_COMMAND => Err(IngressError::Short),
+            KIND_COMMANDS => {
+                let entries = &bytes[16..];
+                let mut rest = entries;
+                if rest.is_empty() {
+                    return Err(IngressError::Short);
+                }
+                while !rest.is_empty() {
+                    let (_, _, padded) = entry_at(rest)?;
+                    let command = &rest[BATCH_ENTRY_HEADER_LEN..BATCH_ENTRY_HEADER_LEN + padded];
+                    let length = u32::from_le_bytes(rest[8..12].try_into().expect("4 bytes"));
+                    if command[length as usize..].iter().any(|&b| b != 0) {
+                        return Err(IngressError::Reserved);
+                    }
+                    rest = &rest[BATCH_ENTRY_HEADER_LEN + padded..];
+                }
+                Ok(Ingress::Commands { client_id, entries })
+            }
             other => Err(IngressError::Kind(other)),
         }
     }
@@ -177,15 +268,36 @@ impl Response {
     }
 }
 
-/// The leader's side: a response publication per connected client.
+/// One client's response channel and the responses waiting to go out on it.
+struct Session {
+    endpoint: String,
+    publication: AeronExclusivePublication,
+    /// Encoded responses not yet offered (several go out in one message).
+    pending: Vec<u8>,
+}
+
+/// The leader's side: a response publication per connected client. Responses are batched: all
+/// the responses a client has pending go out in as few messages as possible (up to
+/// [`EGRESS_MESSAGE_LEN_MAX`] bytes each) when [`Sessions::flush`] runs, once per duty cycle.
+/// Back-pressure keeps them pending (up to [`EGRESS_PENDING_MAX`] per client; beyond that they
+/// are dropped and counted, and the client's resend gets its answer).
 pub struct Sessions {
-    publications: BTreeMap<u64, AeronExclusivePublication>,
+    sessions: BTreeMap<u64, Session>,
+    /// Clients with pending responses.
+    dirty: Vec<u64>,
     /// Highest client sequence answered Committed per client (answers resends of applied commands).
     applied: BTreeMap<u64, u64>,
     pub responses_sent: u64,
     pub responses_dropped: u64,
+    pub messages_sent: u64,
+    pub back_pressured: u64,
     pub connects_refused: u64,
 }
+
+/// Longest egress message: responses are packed up to this many bytes.
+pub const EGRESS_MESSAGE_LEN_MAX: usize = 8192 - 64;
+/// Most responses pending for one client.
+pub const EGRESS_PENDING_MAX: usize = 65_536;
 
 impl Default for Sessions {
     fn default() -> Self {
@@ -196,22 +308,34 @@ impl Default for Sessions {
 impl Sessions {
     pub fn new() -> Self {
         Sessions {
-            publications: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            dirty: Vec::new(),
             applied: BTreeMap::new(),
             responses_sent: 0,
             responses_dropped: 0,
+            messages_sent: 0,
+            back_pressured: 0,
             connects_refused: 0,
         }
     }
 
-    /// Opens (or replaces) the response publication of `client_id`.
+    /// Opens the response publication of `client_id`, or replaces it when the endpoint changed.
+    /// A repeated Connect to the same endpoint keeps the publication (replacing it would drop
+    /// responses until the new one connects).
     pub fn connect(
         &mut self,
         aeron: &Aeron,
         client_id: u64,
         endpoint: &str,
     ) -> Result<(), TransportError> {
-        if self.publications.len() >= SESSIONS_MAX && !self.publications.contains_key(&client_id) {
+        if self
+            .sessions
+            .get(&client_id)
+            .is_some_and(|session| session.endpoint == endpoint)
+        {
+            return Ok(());
+        }
+        if self.sessions.len() >= SESSIONS_MAX && !self.sessions.contains_key(&client_id) {
             self.connects_refused += 1;
             return Ok(());
         }
@@ -220,23 +344,73 @@ impl Sessions {
             .map_err(|e| TransportError::Aeron(format!("{e:?}")))?
             .poll_blocking(CONNECT_TIMEOUT)
             .map_err(|e| TransportError::Aeron(format!("{e:?}")))?;
-        self.publications.insert(client_id, publication);
+        self.sessions.insert(
+            client_id,
+            Session {
+                endpoint: endpoint.to_string(),
+                publication,
+                pending: Vec::with_capacity(EGRESS_MESSAGE_LEN_MAX),
+            },
+        );
         Ok(())
     }
 
-    /// Sends a response; dropped (and counted) when the client is unknown or back-pressured: the
-    /// client resends and gets its answer then.
+    /// Queues a response for the client (sent by [`Sessions::flush`]); dropped and counted when
+    /// the client is unknown or too much is pending: the client resends and gets its answer then.
     pub fn respond(&mut self, response: &Response) {
         if response.kind == RESPONSE_COMMITTED {
             let applied = self.applied.entry(response.client_id).or_insert(0);
             *applied = (*applied).max(response.client_sequence);
         }
-        match self.publications.get(&response.client_id) {
-            Some(publication) if publication.offer(&response.encode()).is_ok() => {
-                self.responses_sent += 1
+        match self.sessions.get_mut(&response.client_id) {
+            Some(session) if session.pending.len() < EGRESS_PENDING_MAX * EGRESS_LEN => {
+                if session.pending.is_empty() {
+                    self.dirty.push(response.client_id);
+                }
+                session.pending.extend_from_slice(&response.encode());
             }
             _ => self.responses_dropped += 1,
         }
+    }
+
+    /// Offers every pending response, packed; returns how many went out.
+    pub fn flush(&mut self) -> usize {
+        let mut sent = 0;
+        let per_message = EGRESS_MESSAGE_LEN_MAX / EGRESS_LEN * EGRESS_LEN;
+        let mut still_dirty = 0;
+        for i in 0..self.dirty.len() {
+            let client_id = self.dirty[i];
+            let Some(session) = self.sessions.get_mut(&client_id) else {
+                continue;
+            };
+            let mut offset = 0;
+            while offset < session.pending.len() {
+                let end = (offset + per_message).min(session.pending.len());
+                match session.publication.offer(&session.pending[offset..end]) {
+                    Ok(_) => {
+                        sent += (end - offset) / EGRESS_LEN;
+                        self.messages_sent += 1;
+                        offset = end;
+                    }
+                    Err(e) if e.is_retryable() || !session.publication.is_connected() => {
+                        self.back_pressured += 1;
+                        break;
+                    }
+                    Err(_) => {
+                        self.responses_dropped += ((end - offset) / EGRESS_LEN) as u64;
+                        offset = end;
+                    }
+                }
+            }
+            session.pending.drain(..offset);
+            if !session.pending.is_empty() {
+                self.dirty[still_dirty] = client_id;
+                still_dirty += 1;
+            }
+        }
+        self.dirty.truncate(still_dirty);
+        self.responses_sent += sent as u64;
+        sent
     }
 
     /// The highest client sequence of `client_id` answered Committed.
@@ -253,6 +427,9 @@ pub struct Client {
     receiver: crate::transport::AeronReceiver,
     endpoint: String,
     buffer: Vec<u8>,
+    batch: Vec<u8>,
+    /// Egress messages that were not a whole number of responses.
+    pub malformed: u64,
 }
 
 impl Client {
@@ -276,6 +453,8 @@ impl Client {
             receiver,
             endpoint: response_endpoint.to_string(),
             buffer: Vec::with_capacity(128),
+            batch: Vec::with_capacity(INGRESS_MESSAGE_LEN_MAX),
+            malformed: 0,
         })
     }
 
@@ -294,8 +473,47 @@ impl Client {
         self.ingress.offer(&self.buffer).is_ok()
     }
 
-    /// Sends a command; false when back-pressured or not connected (try again).
+    /// Adds a command to the batch that [`Client::flush`] sends; false (nothing added) when the
+    /// batch is full: flush first. Commands must be queued in client-sequence order.
+    pub fn queue(&mut self, client_sequence: u64, command: &[u8]) -> bool {
+        if self.batch.is_empty() {
+            Ingress::encode_batch_header(self.client_id, &mut self.batch);
+        }
+        if self.batch.len() + BATCH_ENTRY_HEADER_LEN + command.len().div_ceil(8) * 8
+            > INGRESS_MESSAGE_LEN_MAX
+            && self.batch.len() > INGRESS_HEADER_LEN
+        {
+            return false;
+        }
+        push_batch_entry(&mut self.batch, client_sequence, command);
+        true
+    }
+
+    /// Whether queued commands wait for [`Client::flush`].
+    pub fn has_queued(&self) -> bool {
+        self.batch.len() > INGRESS_HEADER_LEN
+    }
+
+    /// Offers the queued batch as one message; false when back-pressured or not connected (the
+    /// batch stays queued: flush again).
+    pub fn flush(&mut self) -> bool {
+        if !self.has_queued() {
+            return true;
+        }
+        if self.ingress.offer(&self.batch).is_ok() {
+            self.batch.clear();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Sends one command at once (a resend, say); false when back-pressured or not connected.
+    /// Queued commands go first, so the client's order is kept.
     pub fn send(&mut self, client_sequence: u64, command: &[u8]) -> bool {
+        if !self.flush() {
+            return false;
+        }
         Ingress::Command {
             client_id: self.client_id,
             client_sequence,
@@ -305,12 +523,20 @@ impl Client {
         self.ingress.offer(&self.buffer).is_ok()
     }
 
-    /// Polls responses and hands each to `handle`; returns how many.
+    /// Polls responses and hands each to `handle`; returns how many messages arrived.
+    /// Messages whose length is not a multiple of a response are counted and skipped.
     pub fn poll(&mut self, mut handle: impl FnMut(Response)) -> Result<usize, TransportError> {
         self.receiver.poll(256)?;
+        let malformed = &mut self.malformed;
         Ok(self.receiver.drain(|bytes| {
-            if let Some(response) = Response::decode(bytes) {
-                handle(response);
+            if bytes.is_empty() || bytes.len() % EGRESS_LEN != 0 {
+                *malformed += 1;
+                return;
+            }
+            for chunk in bytes.chunks_exact(EGRESS_LEN) {
+                if let Some(response) = Response::decode(chunk) {
+                    handle(response);
+                }
             }
         }))
     }
@@ -363,6 +589,38 @@ mod tests {
         out[0] = 2;
         out[3] = 1;
         assert_eq!(Ingress::decode(&out), Err(IngressError::Reserved));
+    }
+
+    #[test]
+    fn command_batches_round_trip_with_exact_bytes_and_refuse_bad_input() {
+        let mut out = Vec::new();
+        Ingress::encode_batch_header(7, &mut out);
+        push_batch_entry(&mut out, 1, &[5; 64]);
+        push_batch_entry(&mut out, 2, &[6; 3]);
+        assert_eq!(out.len(), 16 + (16 + 64) + (16 + 8));
+        assert_eq!(&out[..8], &[3, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&out[16..24], &1u64.to_le_bytes());
+        assert_eq!(&out[24..28], &64u32.to_le_bytes());
+        assert_eq!(&out[112..120], &[6, 6, 6, 0, 0, 0, 0, 0]);
+        let decoded = Ingress::decode(&out).unwrap();
+        assert!(matches!(decoded, Ingress::Commands { client_id: 7, .. }));
+        let entries: Vec<(u64, Vec<u8>)> = decoded
+            .entries()
+            .map(|(sequence, command)| (sequence, command.to_vec()))
+            .collect();
+        assert_eq!(entries, vec![(1, vec![5; 64]), (2, vec![6; 3])]);
+        // Truncated, non-zero padding, zero-length entry, empty batch.
+        assert_eq!(
+            Ingress::decode(&out[..out.len() - 1]),
+            Err(IngressError::Short)
+        );
+        let mut bad = out.clone();
+        bad[115] = 1;
+        assert_eq!(Ingress::decode(&bad), Err(IngressError::Reserved));
+        let mut bad = out.clone();
+        bad[24..28].copy_from_slice(&0u32.to_le_bytes());
+        assert!(Ingress::decode(&bad).is_err());
+        assert_eq!(Ingress::decode(&out[..16]), Err(IngressError::Short));
     }
 
     #[test]

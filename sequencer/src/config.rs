@@ -11,6 +11,7 @@ use std::time::Duration;
 use journal::{JournalConfig, SyncPolicy};
 use serde::Deserialize;
 
+use crate::driver::DriverIdle;
 use crate::protocol::MEMBERS_MAX;
 use crate::replica::ReplicaConfig;
 use crate::runtime::{AgentConfig, IdleStrategy};
@@ -108,13 +109,19 @@ pub struct JournalSection {
 }
 
 /// `[aeron]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AeronSection {
     /// The media driver directory. Default: a new directory under /dev/shm, named after the node
     /// and the process, deleted on start and on exit.
     #[serde(default)]
     pub dir: Option<PathBuf>,
+    /// What the embedded driver's thread does when idle: `"backoff"` (default; parks up to
+    /// `driver_max_park_us`), `"yield"` or `"busy-spin"`.
+    #[serde(default = "default_idle")]
+    pub driver_idle: String,
+    #[serde(default = "default_driver_max_park_us")]
+    pub driver_max_park_us: u64,
 }
 
 /// `[matcher]`: pre-allocated capacities (the same on every member).
@@ -136,6 +143,9 @@ fn default_idle() -> String {
 }
 fn default_idle_max_sleep_us() -> u64 {
     1000
+}
+fn default_driver_max_park_us() -> u64 {
+    100
 }
 fn default_status_interval_ms() -> u64 {
     0
@@ -181,6 +191,16 @@ impl Default for JournalSection {
     }
 }
 
+impl Default for AeronSection {
+    fn default() -> Self {
+        AeronSection {
+            dir: None,
+            driver_idle: default_idle(),
+            driver_max_park_us: default_driver_max_park_us(),
+        }
+    }
+}
+
 impl Default for MatcherSection {
     fn default() -> Self {
         MatcherSection {
@@ -199,6 +219,7 @@ pub struct Checked {
     /// The appointed leader's client ingress endpoint (where clients send commands).
     pub leader_ingress: String,
     pub idle: IdleStrategy,
+    pub driver_idle: DriverIdle,
     pub cpu: Option<usize>,
     pub aeron_dir: Option<PathBuf>,
     pub status_interval: Option<Duration>,
@@ -322,11 +343,25 @@ impl NodeConfig {
             "backoff" => IdleStrategy::Backoff {
                 max_sleep: Duration::from_micros(self.node.idle_max_sleep_us.max(1)),
             },
+            "yield" => IdleStrategy::Yield,
             "busy-spin" => IdleStrategy::BusySpin,
             other => {
                 return Err(invalid(
                     "node.idle",
-                    format!("{other:?}: expected \"backoff\" or \"busy-spin\""),
+                    format!("{other:?}: expected \"backoff\", \"yield\" or \"busy-spin\""),
+                ))
+            }
+        };
+        let driver_idle = match self.aeron.driver_idle.as_str() {
+            "backoff" => DriverIdle::Backoff {
+                max_park_ns: self.aeron.driver_max_park_us.max(1) * 1000,
+            },
+            "yield" => DriverIdle::Yield,
+            "busy-spin" => DriverIdle::BusySpin,
+            other => {
+                return Err(invalid(
+                    "aeron.driver_idle",
+                    format!("{other:?}: expected \"backoff\", \"yield\" or \"busy-spin\""),
                 ))
             }
         };
@@ -393,6 +428,7 @@ impl NodeConfig {
             },
             leader_ingress: cluster.ingress[cluster.leader as usize].clone(),
             idle,
+            driver_idle,
             cpu: self.node.cpu,
             aeron_dir: self.aeron.dir.as_ref().map(|d| base.join(d)),
             status_interval: (self.node.status_interval_ms > 0)
@@ -403,12 +439,14 @@ impl NodeConfig {
 
 /// Writes the configuration files of a local cluster of `nodes` members on 127.0.0.1, ports from
 /// `base_port` (replication `base_port + i`, ingress `base_port + 100 + i`), journals in
-/// `dir/journal-<i>`. Returns the files' paths.
+/// `dir/journal-<i>`; `node_keys` and `aeron_keys` are added to the `[node]` and `[aeron]`
+/// sections. Returns the files' paths.
 pub fn write_local_cluster(
     dir: &Path,
     nodes: u8,
     base_port: u16,
-    extra_node_keys: &str,
+    node_keys: &str,
+    aeron_keys: &str,
 ) -> std::io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let list = |offset: u16| -> String {
@@ -423,9 +461,10 @@ pub fn write_local_cluster(
             let path = dir.join(format!("node-{id}.toml"));
             let text = format!(
                 "# Written by `exchange cluster up`: node {id} of a local {nodes}-node cluster.\n\
-                 [node]\nid = {id}\n{extra_node_keys}\n\
+                 [node]\nid = {id}\n{node_keys}\n\n\
                  [cluster]\nmembers = [{members}]\ningress = [{ingress}]\nleader = 0\n\n\
-                 [journal]\ndir = \"journal-{id}\"\n"
+                 [journal]\ndir = \"journal-{id}\"\n\n\
+                 [aeron]\n{aeron_keys}\n"
             );
             std::fs::write(&path, text)?;
             Ok(path)
@@ -491,16 +530,13 @@ mod tests {
             ),
             (
                 GOOD.replace(
-                    "\"127.0.0.1:20103\"]\n        ingress",
-                    "\"127.0.0.1:20103\", \"127.0.0.1:20004\"]\n        ingress",
+                    "\"127.0.0.1:20003\"]",
+                    "\"127.0.0.1:20003\", \"127.0.0.1:20004\"]",
                 ),
                 "`cluster.ingress`: 3 entries for 4 members",
             ),
             (
-                GOOD.replace(
-                    "127.0.0.1:20102\", \"127.0.0.1:20103\"]\n        ingress",
-                    "127.0.0.1:20102\", \"localhost\"]\n        ingress",
-                ),
+                GOOD.replace("\"127.0.0.1:20003\"]", "\"localhost\"]"),
                 "`cluster.members`: entry 2 (\"localhost\") is not an ip:port endpoint",
             ),
             (

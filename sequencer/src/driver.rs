@@ -38,6 +38,28 @@ pub fn unique_dir(purpose: &str) -> PathBuf {
     base.join(format!("exchange-{purpose}-{}-{n}", std::process::id()))
 }
 
+/// What the driver's thread does when idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverIdle {
+    /// Spin, yield, then park up to `max_park_ns` (Aeron's backoff strategy; its own default
+    /// parks up to 1 ms).
+    Backoff { max_park_ns: u64 },
+    /// Yield the CPU after every idle cycle: low latency at the cost of a busy core when the
+    /// machine has nothing else to run.
+    Yield,
+    /// Spin: dedicated hardware only.
+    BusySpin,
+}
+
+impl Default for DriverIdle {
+    /// Backoff parking at most 100 µs: quiet on a shared machine, without Aeron's 1 ms naps.
+    fn default() -> Self {
+        DriverIdle::Backoff {
+            max_park_ns: 100_000,
+        }
+    }
+}
+
 /// A media driver running on a background thread of this process; stopped, joined and its
 /// directory removed on drop.
 pub struct EmbeddedDriver {
@@ -51,6 +73,11 @@ impl EmbeddedDriver {
     /// receiver share one thread (Aeron's SHARED threading mode) with a backoff idle strategy, so a
     /// 2-core machine is never saturated by idle spinning.
     pub fn launch(dir: &Path) -> Result<Self, DriverError> {
+        Self::launch_with(dir, DriverIdle::default())
+    }
+
+    /// Launches a driver in `dir` with the given idle strategy.
+    pub fn launch_with(dir: &Path, idle: DriverIdle) -> Result<Self, DriverError> {
         let aeron_error = |e: rusteron_media_driver::AeronCError| DriverError::Aeron {
             dir: dir.to_path_buf(),
             message: format!("{e:?}"),
@@ -68,6 +95,28 @@ impl EmbeddedDriver {
                 rusteron_media_driver::bindings::aeron_threading_mode_enum::AERON_THREADING_MODE_SHARED,
             )
             .map_err(aeron_error)?;
+        match idle {
+            DriverIdle::Backoff { max_park_ns } => {
+                context
+                    .set_shared_idle_strategy(c"backoff")
+                    .map_err(aeron_error)?;
+                // Aeron's backoff arguments: max spins, max yields, min park ns, max park ns.
+                let args = format!("10-20-1000-{}", max_park_ns.max(1000)).into_c_string();
+                context
+                    .set_shared_idle_strategy_init_args(&args)
+                    .map_err(aeron_error)?;
+            }
+            DriverIdle::Yield => {
+                context
+                    .set_shared_idle_strategy(c"yield")
+                    .map_err(aeron_error)?;
+            }
+            DriverIdle::BusySpin => {
+                context
+                    .set_shared_idle_strategy(c"spin")
+                    .map_err(aeron_error)?;
+            }
+        }
 
         let stop = Arc::new(AtomicBool::new(false));
         let started = Arc::new(AtomicBool::new(false));

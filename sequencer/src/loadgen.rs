@@ -16,7 +16,7 @@ use hdrhistogram::Histogram;
 use matcher::{Command, CommandRecord};
 use rusteron_client::Aeron;
 
-use crate::client::{Client, Response, REASON_NOT_LEADER, RESPONSE_COMMITTED};
+use crate::client::{Client, Response, REASON_NOT_LEADER, REASON_SEQUENCE_GAP, RESPONSE_COMMITTED};
 use crate::transport::TransportError;
 use crate::workload::{add_instrument, Workload};
 
@@ -73,6 +73,10 @@ pub struct LoadReport {
     pub committed: u64,
     pub rejected: u64,
     pub resends: u64,
+    /// The first few client sequence numbers resent (for diagnosis).
+    pub resent_sequences: Vec<u64>,
+    /// Rejects saying an earlier command went missing (each triggers an in-order resend).
+    pub gap_rejects: u64,
     /// Answers to commands already answered (a resend crossing its original answer).
     pub repeated_answers: u64,
     /// Time the sender waited because `in_flight_max` commands were unanswered.
@@ -214,6 +218,8 @@ pub fn run(
         committed: 0,
         rejected: 0,
         resends: 0,
+        resent_sequences: Vec::new(),
+        gap_rejects: 0,
         repeated_answers: 0,
         blocked: Duration::ZERO,
         back_pressured: 0,
@@ -227,6 +233,7 @@ pub fn run(
     let mut idle = 0u32;
     let mut first_measured_ns = None::<u64>;
     let mut pending = None::<CommandRecord>;
+    let mut resend_from = None::<u64>;
     while oldest <= last {
         if stop.load(Ordering::Acquire) {
             return Err(LoadError::Stopped);
@@ -242,12 +249,16 @@ pub fn run(
             if let Some(since) = blocked_since.take() {
                 report.blocked += Duration::from_nanos(now - since);
             }
+            // Commands due together go out packed in one message.
             let command = pending.take().unwrap_or_else(|| workload.next_command());
-            if !client.send(next, command.as_bytes()) {
-                // Retried next cycle; its latency still counts from its intended time.
-                report.back_pressured += 1;
-                pending = Some(command);
-                break;
+            if !client.queue(next, command.as_bytes()) {
+                // The batch is full: send it, then start the next one with this command.
+                if !client.flush() {
+                    report.back_pressured += 1;
+                    pending = Some(command);
+                    break;
+                }
+                client.queue(next, command.as_bytes());
             }
             let sent_ns = now_ns();
             ring[(next & mask) as usize] = Slot {
@@ -269,8 +280,22 @@ pub fn run(
             next += 1;
             work += 1;
         }
+        if client.has_queued() && !client.flush() {
+            report.back_pressured += 1;
+        }
         // Take answers.
         let polled = client.poll(|response| {
+            if response.kind != RESPONSE_COMMITTED && response.reason == REASON_SEQUENCE_GAP {
+                // An earlier command was lost on the way: resend from the one the leader expects
+                // (once per resend interval, however many rejects say so).
+                let expected = response.sequence;
+                let slot = &ring[(expected & mask) as usize];
+                if slot.sequence == expected && !slot.answered {
+                    resend_from = Some(resend_from.map_or(expected, |r: u64| r.min(expected)));
+                }
+                report.gap_rejects += 1;
+                return;
+            }
             let slot = &mut ring[(response.client_sequence & mask) as usize];
             if slot.sequence != response.client_sequence || slot.answered {
                 report.repeated_answers += 1;
@@ -296,20 +321,26 @@ pub fn run(
         while oldest < next && ring[(oldest & mask) as usize].answered {
             oldest += 1;
         }
-        // Resend what waited too long, oldest first, at most every 10 ms.
+        // Resend what waited too long (or what a gap reject asks for), in order, at most every
+        // 10 ms.
         let now = now_ns();
         if now.saturating_sub(last_resend_scan) > 10_000_000 {
             last_resend_scan = now;
+            let forced = resend_from.take().unwrap_or(u64::MAX);
             for sequence in oldest..next {
                 let slot = &mut ring[(sequence & mask) as usize];
                 if !slot.answered
-                    && now.saturating_sub(slot.sent_ns) > config.resend_after.as_nanos() as u64
+                    && (sequence >= forced
+                        || now.saturating_sub(slot.sent_ns) > config.resend_after.as_nanos() as u64)
                 {
                     if !client.send(sequence, slot.command.as_bytes()) {
                         report.back_pressured += 1;
                         break;
                     }
                     report.resends += 1;
+                    if report.resent_sequences.len() < 16 {
+                        report.resent_sequences.push(sequence);
+                    }
                     slot.sent_ns = now;
                     work += 1;
                 }

@@ -41,15 +41,16 @@ struct Routed<'a> {
 }
 
 impl Effects for Routed<'_> {
-    fn send(&mut self, to: NodeId, message: &Message<'_>) {
+    fn send(&mut self, to: NodeId, message: &Message<'_>) -> bool {
         let queue = &mut self.inboxes.queues[to as usize];
         if queue.len() >= INBOX_MAX {
             self.inboxes.overflow = Some(to);
-            return;
+            return false;
         }
         let mut bytes = Vec::new();
         message.encode(&mut bytes);
         queue.push_back(bytes);
+        true
     }
     fn committed(&mut self, _position: u64) {}
 }

@@ -56,8 +56,10 @@ impl ReplicaConfig {
 
 /// Where outputs go.
 pub trait Effects {
-    /// Hands a message to the transport for `to`.
-    fn send(&mut self, to: NodeId, message: &Message<'_>);
+    /// Hands a message to the transport for `to`. False when the transport refused it now
+    /// (back-pressure): the replica sends it again later from the same position instead of
+    /// waiting for the resend timeout.
+    fn send(&mut self, to: NodeId, message: &Message<'_>) -> bool;
     /// The commit position advanced to `position`.
     fn committed(&mut self, position: u64);
 }
@@ -70,6 +72,10 @@ pub enum Submitted {
     Sequenced { sequence: u64, position: u64 },
     /// This client sequence number (or a later one) was sequenced before: nothing appended.
     Duplicate { client_sequence_last: u64 },
+    /// A client's commands are sequenced in its own order without gaps: this one skips
+    /// `expected` (an earlier command was lost on the way). Nothing appended; the client resends
+    /// from `expected`. (Accepting it would make the lost one look like a duplicate later.)
+    OutOfOrder { expected: u64 },
     /// This node does not lead; the leader it knows, if any.
     NotLeader { leader: Option<NodeId> },
     /// The table of clients is full.
@@ -118,6 +124,10 @@ pub struct ReplicaStats {
     pub resends: u64,
     pub bad_frames: u64,
     pub stale_messages: u64,
+    /// Client commands refused because an earlier one of the same client is missing.
+    pub out_of_order: u64,
+    /// Appends the transport refused (back-pressure), sent again on a later flush.
+    pub sends_refused: u64,
 }
 
 /// One replica's replication state.
@@ -246,15 +256,18 @@ impl Replica {
         if command.len() > self.config.command_len_max {
             return Ok(Submitted::TooLarge);
         }
-        let last = self.clients.get(&client_id).copied();
-        if let Some(last) = last {
-            if client_sequence <= last {
-                self.stats.duplicates += 1;
-                return Ok(Submitted::Duplicate {
-                    client_sequence_last: last,
-                });
-            }
-        } else if self.clients.len() >= self.config.clients_max {
+        let last = self.clients.get(&client_id).copied().unwrap_or(0);
+        if client_sequence <= last {
+            self.stats.duplicates += 1;
+            return Ok(Submitted::Duplicate {
+                client_sequence_last: last,
+            });
+        }
+        if client_sequence != last + 1 {
+            self.stats.out_of_order += 1;
+            return Ok(Submitted::OutOfOrder { expected: last + 1 });
+        }
+        if last == 0 && self.clients.len() >= self.config.clients_max {
             return Ok(Submitted::TooManyClients);
         }
         self.scratch.clear();
@@ -336,7 +349,7 @@ impl Replica {
                 if end_position == prev_position {
                     break;
                 }
-                effects.send(
+                let accepted = effects.send(
                     id,
                     &Message::Append {
                         from: self.config.node_id,
@@ -347,6 +360,10 @@ impl Replica {
                         frames: &self.send_buffer,
                     },
                 );
+                if !accepted {
+                    self.stats.sends_refused += 1;
+                    break;
+                }
                 self.stats.appends_sent += 1;
                 peer.next_position = end_position;
                 sent = true;

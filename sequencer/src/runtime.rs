@@ -11,7 +11,7 @@ use rusteron_client::Aeron;
 
 use crate::client::{
     Ingress, Response, Sessions, INGRESS_STREAM_ID, REASON_CAPACITY, REASON_NOT_LEADER,
-    REASON_TOO_LARGE, RESPONSE_COMMITTED, RESPONSE_REJECTED,
+    REASON_SEQUENCE_GAP, REASON_TOO_LARGE, RESPONSE_COMMITTED, RESPONSE_REJECTED,
 };
 use crate::log::JournalLog;
 use crate::node::{MatcherState, Node, NodeError};
@@ -29,6 +29,9 @@ pub const FRAGMENT_LIMIT: usize = 256;
 pub enum IdleStrategy {
     /// Spin: lowest latency, one core per agent. For dedicated hardware only.
     BusySpin,
+    /// Yield the CPU after every idle cycle: low latency, and other threads still run, but the
+    /// thread shows as busy.
+    Yield,
     /// Spin a little, then yield, then sleep up to `max_sleep`: the default on shared machines.
     Backoff { max_sleep: Duration },
 }
@@ -57,6 +60,7 @@ impl Idler {
         self.idle_cycles = self.idle_cycles.saturating_add(1);
         match self.strategy {
             IdleStrategy::BusySpin => std::hint::spin_loop(),
+            IdleStrategy::Yield => std::thread::yield_now(),
             IdleStrategy::Backoff { max_sleep } => match self.idle_cycles {
                 0..=50 => std::hint::spin_loop(),
                 51..=100 => std::thread::yield_now(),
@@ -211,22 +215,17 @@ impl NodeAgent {
         }
         work += ingress.poll(FRAGMENT_LIMIT)?;
         let mut connects = Vec::new();
-        ingress.drain(|bytes| match Ingress::decode(bytes) {
-            Ok(Ingress::Connect {
-                client_id,
-                response_endpoint,
-            }) => connects.push((client_id, response_endpoint.to_string())),
-            Ok(Ingress::Command {
-                client_id,
-                client_sequence,
-                command,
-            }) => {
-                let reject = |reason| Response {
+        ingress.drain(|bytes| {
+            let mut submit = |client_id: u64, client_sequence: u64, command: &[u8]| {
+                if failure.is_some() {
+                    return;
+                }
+                let reject = |reason, sequence| Response {
                     kind: RESPONSE_REJECTED,
                     reason,
                     client_id,
                     client_sequence,
-                    sequence: 0,
+                    sequence,
                 };
                 match node.submit(now_ns, client_id, client_sequence, command, sender) {
                     Ok(Submitted::Sequenced { .. }) => {}
@@ -242,13 +241,32 @@ impl NodeAgent {
                             });
                         }
                     }
-                    Ok(Submitted::NotLeader { .. }) => responses.push(reject(REASON_NOT_LEADER)),
-                    Ok(Submitted::TooManyClients) => responses.push(reject(REASON_CAPACITY)),
-                    Ok(Submitted::TooLarge) => responses.push(reject(REASON_TOO_LARGE)),
+                    Ok(Submitted::OutOfOrder { expected }) => {
+                        responses.push(reject(REASON_SEQUENCE_GAP, expected))
+                    }
+                    Ok(Submitted::NotLeader { .. }) => responses.push(reject(REASON_NOT_LEADER, 0)),
+                    Ok(Submitted::TooManyClients) => responses.push(reject(REASON_CAPACITY, 0)),
+                    Ok(Submitted::TooLarge) => responses.push(reject(REASON_TOO_LARGE, 0)),
                     Err(e) => failure = Some(e),
                 }
+            };
+            match Ingress::decode(bytes) {
+                Ok(Ingress::Connect {
+                    client_id,
+                    response_endpoint,
+                }) => connects.push((client_id, response_endpoint.to_string())),
+                Ok(Ingress::Command {
+                    client_id,
+                    client_sequence,
+                    command,
+                }) => submit(client_id, client_sequence, command),
+                Ok(batch @ Ingress::Commands { client_id, .. }) => {
+                    for (client_sequence, command) in batch.entries() {
+                        submit(client_id, client_sequence, command);
+                    }
+                }
+                Err(_) => *ingress_malformed += 1,
             }
-            Err(_) => *ingress_malformed += 1,
         });
         if let Some(e) = failure {
             return Err(e.into());
@@ -272,6 +290,7 @@ impl NodeAgent {
         for response in responses.drain(..) {
             sessions.respond(&response);
         }
+        work += sessions.flush();
         Ok(work)
     }
 
@@ -380,9 +399,10 @@ pub fn run_node(
     let driver = match &checked.aeron_dir {
         Some(_) => None,
         None => Some(
-            crate::driver::EmbeddedDriver::launch(&crate::driver::unique_dir(&format!(
-                "node-{node_id}"
-            )))
+            crate::driver::EmbeddedDriver::launch_with(
+                &crate::driver::unique_dir(&format!("node-{node_id}")),
+                checked.driver_idle,
+            )
             .map_err(|e| RuntimeError::Config(e.to_string()))?,
         ),
     };

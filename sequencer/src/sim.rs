@@ -56,6 +56,8 @@ pub struct SimConfig {
     pub clients: u32,
     pub commands_per_client: u64,
     pub loss_per_million: u32,
+    /// Sends the transport refuses (back-pressure).
+    pub refuse_per_million: u32,
     pub duplicate_per_million: u32,
     pub delay_ns_min: u64,
     pub delay_ns_max: u64,
@@ -81,6 +83,7 @@ impl SimConfig {
             delay_ns_max: delay_ns_min + rng.between(0, 5_000_000),
             checkpoint_interval: rng.between(1, 16),
             time_limit_ns: 120_000_000_000,
+            refuse_per_million: [0, 0, 20_000, 200_000][rng.below(4) as usize] as u32,
         }
     }
 }
@@ -163,16 +166,22 @@ struct SimNode {
     commit_checked: u64,
 }
 
-#[derive(Default)]
+/// Messages a duty cycle sent; refuses some, as a back-pressured transport would.
 struct Outbox {
     messages: Vec<(NodeId, Vec<u8>)>,
+    refuse_per_million: u32,
+    rng: Rng,
 }
 
 impl Effects for Outbox {
-    fn send(&mut self, to: NodeId, message: &Message<'_>) {
+    fn send(&mut self, to: NodeId, message: &Message<'_>) -> bool {
+        if self.rng.chance(self.refuse_per_million) {
+            return false;
+        }
         let mut bytes = Vec::new();
         message.encode(&mut bytes);
         self.messages.push((to, bytes));
+        true
     }
     fn committed(&mut self, _position: u64) {}
 }
@@ -364,8 +373,8 @@ impl Sim {
             } => {
                 let command = command_bytes(client, client_sequence);
                 let now = self.now_ns;
+                let mut outbox = self.outbox();
                 let node = &mut self.nodes[LEADER as usize];
-                let mut outbox = Outbox::default();
                 let result =
                     node.node
                         .submit(now, client as u64, client_sequence, &command, &mut outbox);
@@ -382,6 +391,13 @@ impl Sim {
                                 client_sequence,
                             });
                         }
+                    }
+                    // A resend overtaken by nothing: clients here have one command outstanding,
+                    // so a gap cannot happen; if it did, the client's timeout resends.
+                    Ok(Submitted::OutOfOrder { .. }) => {
+                        return Err(
+                            self.violation("a client's commands arrived out of order".into())
+                        )
                     }
                     Ok(other) => {
                         return Err(self.violation(format!("leader refused a command: {other:?}")))
@@ -411,6 +427,14 @@ impl Sim {
         Ok(())
     }
 
+    fn outbox(&mut self) -> Outbox {
+        Outbox {
+            messages: Vec::new(),
+            refuse_per_million: self.config.refuse_per_million,
+            rng: Rng::new(self.rng.next_u64()),
+        }
+    }
+
     fn deliver_outbox(&mut self, outbox: Outbox) {
         for (to, bytes) in outbox.messages {
             self.network(Event::Deliver { to, bytes });
@@ -421,7 +445,7 @@ impl Sim {
     /// checkpoint (leader), flush, then check invariants.
     fn drive(&mut self, id: NodeId, bytes: Option<Vec<u8>>) -> Result<(), Violation> {
         let now = self.now_ns;
-        let mut outbox = Outbox::default();
+        let mut outbox = self.outbox();
         let mut responses = Vec::new();
         let result: Result<(), String> = (|| {
             let node = &mut self.nodes[id as usize].node;

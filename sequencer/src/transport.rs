@@ -37,10 +37,13 @@ fn aeron_error(e: impl std::fmt::Debug) -> TransportError {
     TransportError::Aeron(format!("{e:?}"))
 }
 
-/// The UDP channel of a replication endpoint (`host:port`). The MTU is raised on loopback so a
-/// batch of records travels in few frames.
+/// The UDP channel of an endpoint (`host:port`). The MTU is raised so a batch of records travels
+/// in few datagrams, and the receiver window and socket buffers to 2 MiB so a leader can have
+/// several full Append messages in flight (Aeron's default window is 128 KiB; the kernel caps the
+/// buffers at net.core.rmem_max / wmem_max).
 pub fn channel(endpoint: &str) -> CString {
-    format!("aeron:udp?endpoint={endpoint}|mtu=8192").into_c_string()
+    format!("aeron:udp?endpoint={endpoint}|mtu=8192|rcv-wnd=2m|so-rcvbuf=2m|so-sndbuf=2m")
+        .into_c_string()
 }
 
 /// Connects an Aeron client to the driver in `dir`.
@@ -192,20 +195,29 @@ impl AeronSender {
 }
 
 impl Effects for AeronSender {
-    fn send(&mut self, to: NodeId, message: &Message<'_>) {
+    fn send(&mut self, to: NodeId, message: &Message<'_>) -> bool {
         let Some(Some(publication)) = self.publications.get(to as usize) else {
             self.stats.failed += 1;
-            return;
+            return false;
         };
         message.encode(&mut self.buffer);
         match publication.offer(&self.buffer) {
-            Ok(_) => self.stats.sent += 1,
-            Err(e) if !publication.is_connected() => {
-                let _ = e;
-                self.stats.not_connected += 1;
+            Ok(_) => {
+                self.stats.sent += 1;
+                true
             }
-            Err(e) if e.is_retryable() => self.stats.back_pressured += 1,
-            Err(_) => self.stats.failed += 1,
+            Err(_) if !publication.is_connected() => {
+                self.stats.not_connected += 1;
+                false
+            }
+            Err(e) if e.is_retryable() => {
+                self.stats.back_pressured += 1;
+                false
+            }
+            Err(_) => {
+                self.stats.failed += 1;
+                false
+            }
         }
     }
     fn committed(&mut self, _position: u64) {}

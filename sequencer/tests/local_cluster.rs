@@ -141,6 +141,57 @@ fn a_fresh_follower_catches_up_from_the_leaders_journal() {
     driver.assert_identical();
 }
 
+/// A client's commands are sequenced in its order without gaps: when command 2 is lost and 3
+/// arrives, 3 is refused (naming 2 as expected) rather than sequenced, so a later resend of 2 is
+/// sequenced instead of being mistaken for a duplicate and answered without being in the log.
+#[test]
+fn a_command_after_a_lost_one_is_refused_until_the_gap_is_filled() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut driver = Driver::open(dir.path());
+    driver.run(10);
+    let command = driver.workload.next_command();
+    let mut submit = |driver: &mut Driver, sequence| {
+        driver
+            .cluster
+            .submit(driver.now_ns, 9, sequence, command.as_bytes())
+            .unwrap()
+    };
+    assert!(matches!(
+        submit(&mut driver, 1),
+        Submitted::Sequenced { .. }
+    ));
+    assert_eq!(
+        submit(&mut driver, 3),
+        Submitted::OutOfOrder { expected: 2 }
+    );
+    assert!(matches!(
+        submit(&mut driver, 2),
+        Submitted::Sequenced { .. }
+    ));
+    assert!(matches!(
+        submit(&mut driver, 3),
+        Submitted::Sequenced { .. }
+    ));
+    assert_eq!(
+        submit(&mut driver, 2),
+        Submitted::Duplicate {
+            client_sequence_last: 3
+        }
+    );
+    // A new client starts at 1.
+    let first = driver
+        .cluster
+        .submit(driver.now_ns, 10, 2, command.as_bytes())
+        .unwrap();
+    assert_eq!(first, Submitted::OutOfOrder { expected: 1 });
+    driver.settle();
+    assert_eq!(
+        driver.cluster.nodes[0].applier.commands_applied(),
+        1 + 10 + 3
+    );
+    driver.assert_identical();
+}
+
 #[test]
 fn a_resent_command_is_not_sequenced_twice() {
     let dir = tempfile::tempdir().unwrap();

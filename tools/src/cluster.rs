@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use sequencer::config::{write_local_cluster, NodeConfig};
-use sequencer::driver::{unique_dir, EmbeddedDriver};
+use sequencer::driver::{unique_dir, DriverIdle, EmbeddedDriver};
 use sequencer::loadgen::{self, percentiles_us, LoadConfig};
 use sequencer::transport::connect;
 
@@ -70,6 +70,7 @@ pub struct LoadOptions {
     pub client_id: Option<u64>,
     pub response_port: Option<u16>,
     pub hgrm: Option<PathBuf>,
+    pub idle: String,
 }
 
 fn free_udp_port() -> Result<u16> {
@@ -105,7 +106,13 @@ pub fn loadgen(options: LoadOptions) -> Result<ExitCode> {
     config.warmup = options.warmup;
     config.in_flight_max = options.in_flight;
     config.seed = options.seed;
-    let driver = EmbeddedDriver::launch(&unique_dir("loadgen"))?;
+    let driver_idle = match options.idle.as_str() {
+        "backoff" => DriverIdle::default(),
+        "yield" => DriverIdle::Yield,
+        "busy-spin" => DriverIdle::BusySpin,
+        other => bail!("--idle {other:?}: expected backoff, yield or busy-spin"),
+    };
+    let driver = EmbeddedDriver::launch_with(&unique_dir("loadgen"), driver_idle)?;
     let aeron = connect(driver.dir())?;
     println!(
         "loadgen: client {client_id} → {ingress}, {} commands (+{} warm-up), {}",
@@ -126,14 +133,18 @@ pub fn loadgen(options: LoadOptions) -> Result<ExitCode> {
         let _ = std::io::stdout().flush();
     })?;
     println!(
-        "committed {} rejected {} resent {} repeated answers {} back-pressured offers {} blocked {:.1?}",
+        "committed {} rejected {} resent {} gap rejects {} repeated answers {} back-pressured offers {} blocked {:.1?}",
         report.committed,
         report.rejected,
         report.resends,
+        report.gap_rejects,
         report.repeated_answers,
         report.back_pressured,
         report.blocked
     );
+    if !report.resent_sequences.is_empty() {
+        println!("first resent client sequences: {:?}", report.resent_sequences);
+    }
     println!(
         "throughput {:.0} commands/s; commit round trip {}",
         report.throughput(),
@@ -201,6 +212,7 @@ pub fn cluster_up(
     base_port: u16,
     duration: Option<Duration>,
     status_ms: u64,
+    idle: &str,
 ) -> Result<ExitCode> {
     if !(1..=sequencer::protocol::MEMBERS_MAX as u8).contains(&nodes) {
         bail!(
@@ -213,7 +225,8 @@ pub fn cluster_up(
         dir,
         nodes,
         base_port,
-        &format!("status_interval_ms = {status_ms}"),
+        &format!("status_interval_ms = {status_ms}\nidle = \"{idle}\""),
+        &format!("driver_idle = \"{idle}\""),
     )
     .with_context(|| format!("writing configuration files in {}", dir.display()))?;
     let mut children = Vec::new();

@@ -99,6 +99,9 @@ enum Command {
         /// Save the latency histogram (.hgrm, microseconds) here.
         #[arg(long)]
         hgrm: Option<PathBuf>,
+        /// Idle strategy of this process's media driver: backoff, yield or busy-spin.
+        #[arg(long, default_value = "backoff")]
+        idle: String,
     },
     /// Operator and auditor tools for a journal directory.
     Journal {
@@ -126,6 +129,10 @@ enum ClusterCommand {
         /// Each node prints a status line this often (milliseconds; 0 = at start and exit only).
         #[arg(long, default_value_t = 5000)]
         status_ms: u64,
+        /// Idle strategy of every node and its media driver: backoff (quiet), yield (low
+        /// latency, always busy) or busy-spin (dedicated cores only).
+        #[arg(long, default_value = "backoff")]
+        idle: String,
     },
 }
 
@@ -183,6 +190,7 @@ fn main() -> ExitCode {
                     base_port,
                     duration,
                     status_ms,
+                    idle,
                 },
         } => cluster::cluster_up(
             nodes,
@@ -190,6 +198,7 @@ fn main() -> ExitCode {
             base_port,
             duration.map(std::time::Duration::from_secs),
             status_ms,
+            &idle,
         ),
         Command::Loadgen {
             config,
@@ -202,6 +211,7 @@ fn main() -> ExitCode {
             client_id,
             response_port,
             hgrm,
+            idle,
         } => cluster::loadgen(cluster::LoadOptions {
             config,
             ingress,
@@ -213,6 +223,7 @@ fn main() -> ExitCode {
             client_id,
             response_port,
             hgrm,
+            idle,
         }),
         Command::Journal {
             command: JournalCommand::Verify { dir },
