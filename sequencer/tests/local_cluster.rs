@@ -150,7 +150,7 @@ fn a_command_after_a_lost_one_is_refused_until_the_gap_is_filled() {
     let mut driver = Driver::open(dir.path());
     driver.run(10);
     let command = driver.workload.next_command();
-    let mut submit = |driver: &mut Driver, sequence| {
+    let submit = |driver: &mut Driver, sequence| {
         driver
             .cluster
             .submit(driver.now_ns, 9, sequence, command.as_bytes())
