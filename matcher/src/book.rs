@@ -18,6 +18,10 @@ use crate::hash;
 use crate::table::{ClientKey, ClientTable, Table};
 use zerocopy::little_endian::{I64, U32, U64};
 
+const KIND_NEW_ORDER: u8 = CommandKind::NewOrder as u8;
+const KIND_CANCEL: u8 = CommandKind::Cancel as u8;
+const KIND_REPLACE: u8 = CommandKind::Replace as u8;
+
 /// "No slot / no level" marker.
 pub(crate) const NIL: u32 = u32::MAX;
 
@@ -525,32 +529,33 @@ impl Matcher {
         }
     }
 
-    /// A hint that `record` will be applied soon, typically the next record of the log while
-    /// the current one is applied: starts loading the order, level and table lines it will
-    /// touch, so that their cache misses overlap with the current command's work. Changes no
-    /// state and emits nothing; a record that does not decode is ignored.
+    /// A hint that `record` will be applied next, while the current one is applied: starts
+    /// loading the order a cancel or replace targets, the best opposite order a new order would
+    /// meet and the order at the back of the level it would join, so that their cache misses
+    /// overlap with the current command's work. It reads the order id index cell and the level
+    /// to find them, which [`Matcher::prefetch_early`] of the same record one command earlier
+    /// makes cheap. Changes no state, emits nothing, never panics; fields are not validated (a
+    /// record that would be rejected only costs useless prefetches).
     #[inline]
     pub fn prefetch(&self, record: &CommandRecord) {
-        match record.decode_fast() {
-            Some(Command::Cancel(Cancel { order_id, .. }))
-            | Some(Command::Replace(Replace { order_id, .. })) => {
+        match record.kind {
+            KIND_CANCEL | KIND_REPLACE => {
+                let order_id = record.order_id.get();
                 let cell = self.order_index[(order_id & self.order_index_mask) as usize];
-                // Only the index cell is read (small, usually cached); a read of the order
-                // itself would stall on the very miss this is meant to hide.
                 if let Some(order) = self.orders.get(cell as usize) {
                     crate::prefetch::prefetch(order);
                 }
             }
-            Some(Command::NewOrder(order)) => {
-                if let Some(account_slot) = self.account_ids.get(u64::from(order.account_id)) {
-                    self.client_order_ids
-                        .prefetch(client_key(account_slot, order.client_order_id));
-                }
-                let Some(instrument_index) = self.instrument_index(order.instrument_id) else {
+            KIND_NEW_ORDER => {
+                let Some(side) = Side::from_u8(record.side) else {
+                    return;
+                };
+                let Some(instrument_index) = self.instrument_index(record.instrument_id.get())
+                else {
                     return;
                 };
                 let instrument = &self.instruments[instrument_index];
-                let opposite = order.side.opposite().index();
+                let opposite = side.opposite().index();
                 let best = instrument.best[opposite];
                 if best != NIL {
                     let level = &self.levels[(instrument.level_base[opposite] + best) as usize];
@@ -558,9 +563,70 @@ impl Matcher {
                         crate::prefetch::prefetch(maker);
                     }
                 }
+                if let Some(level) = self.hint_level(instrument_index, side, record) {
+                    if let Some(tail) = self.orders.get(level.tail as usize) {
+                        crate::prefetch::prefetch(tail);
+                    }
+                }
+                if let Some(account_slot) = self.account_ids.get(u64::from(record.account_id.get()))
+                {
+                    let client_order_id = record.client_order_id.get();
+                    // Only an id the account may already use is looked up (`client_order_slot`).
+                    if client_order_id <= self.accounts[account_slot as usize].client_order_id_max {
+                        self.client_order_ids
+                            .prefetch(client_key(account_slot, client_order_id));
+                    }
+                }
             }
             _ => {}
         }
+    }
+
+    /// A hint for a record two commands ahead (before [`Matcher::prefetch`] of it on the next
+    /// command): starts loading what can be found without reading anything that may miss, the
+    /// order id index cell of a cancel or replace and the price level of a limit order. Changes
+    /// no state, emits nothing, never panics.
+    #[inline]
+    pub fn prefetch_early(&self, record: &CommandRecord) {
+        match record.kind {
+            KIND_CANCEL | KIND_REPLACE => {
+                let order_id = record.order_id.get();
+                crate::prefetch::prefetch(
+                    &self.order_index[(order_id & self.order_index_mask) as usize],
+                );
+            }
+            KIND_NEW_ORDER => {
+                let Some(side) = Side::from_u8(record.side) else {
+                    return;
+                };
+                if let Some(instrument_index) = self.instrument_index(record.instrument_id.get()) {
+                    if let Some(level) = self.hint_level(instrument_index, side, record) {
+                        crate::prefetch::prefetch(level);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The level a limit order record would rest at, if its price is in the static range.
+    #[inline]
+    fn hint_level(
+        &self,
+        instrument_index: usize,
+        side: Side,
+        record: &CommandRecord,
+    ) -> Option<&Level> {
+        let instrument = &self.instruments[instrument_index];
+        let price = record.price.get();
+        if record.order_type != OrderType::Limit as u8
+            || price < instrument.config.price_min
+            || price > instrument.price_max
+        {
+            return None;
+        }
+        self.levels
+            .get(self.level_slot(instrument_index, side, instrument.index_of(price)))
     }
 
     /// Applies a journal payload: like [`Matcher::apply`], but a payload that is not exactly one
@@ -2135,6 +2201,88 @@ pub(crate) fn bitmap_find_at_or_below(words: &[u64], summary: &[u64], index: u32
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefetch_hints_accept_any_record() {
+        let mut matcher = Matcher::new(Config {
+            order_capacity: 64,
+            level_capacity: 256,
+            instrument_capacity: 2,
+            account_capacity: 8,
+        })
+        .expect("config");
+        let mut events: Vec<Event> = Vec::new();
+        let instrument = InstrumentConfig {
+            instrument_id: 1,
+            symbol: *b"HINT\0\0\0\0",
+            price_exponent: 0,
+            quantity_exponent: 0,
+            tick_size: 3,
+            lot_size: 1,
+            price_min: -30,
+            price_levels: 100,
+            band_width_ticks: 0,
+            reference_price: 0,
+            quantity_min_lots: 1,
+            quantity_max_lots: 100,
+            notional_max: 0,
+        };
+        matcher.apply(
+            1,
+            0,
+            &Command::AddInstrument(instrument).encode(),
+            &mut events,
+        );
+        let extremes = [
+            0,
+            1,
+            2,
+            3,
+            u64::MAX,
+            i64::MIN as u64,
+            i64::MAX as u64,
+            31,
+            268,
+        ];
+        let mut state = 5u64;
+        for step in 0..20_000u64 {
+            state = hash::mix2(state, step);
+            let mut bytes = [0u8; 64];
+            for (index, chunk) in bytes.chunks_exact_mut(8).enumerate() {
+                let word = hash::mix2(state, index as u64);
+                let value = if word % 3 == 0 {
+                    extremes[(word >> 8) as usize % extremes.len()]
+                } else {
+                    word
+                };
+                chunk.copy_from_slice(&value.to_le_bytes());
+            }
+            bytes[0] = (state % 4) as u8;
+            bytes[1] = (state >> 8) as u8 % 4;
+            bytes[2] = (state >> 16) as u8 % 3;
+            let record = CommandRecord::read_from_bytes(&bytes).expect("64 bytes");
+            matcher.prefetch_early(&record);
+            matcher.prefetch(&record);
+            if step % 7 == 0 {
+                // Some resting orders, so that the hints find levels and orders.
+                let order = NewOrder {
+                    instrument_id: 1,
+                    account_id: 1 + (step % 5) as u32,
+                    client_order_id: step,
+                    side: if step % 2 == 0 { Side::Buy } else { Side::Sell },
+                    order_type: OrderType::Limit,
+                    time_in_force: TimeInForce::Gtc,
+                    stp_mode: StpMode::None,
+                    post_only: false,
+                    price: -30 + 3 * (step % 100) as i64,
+                    quantity: 1,
+                };
+                events.clear();
+                let sequence = matcher.sequence_last() + 1;
+                matcher.apply(sequence, 0, &Command::NewOrder(order).encode(), &mut events);
+            }
+        }
+    }
 
     #[test]
     fn bitmap_search_matches_linear_scan() {

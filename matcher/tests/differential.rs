@@ -333,8 +333,9 @@ fn run(seed: u64, commands: u64) -> (u64, u64) {
         sequence += 1;
         let record = generate(&mut rng, &matcher, sequence, &mut mids);
         events.clear();
-        // The prefetch hint must never change state, whatever the record.
+        // The prefetch hints must never change state or panic, whatever the record.
         let hash = matcher.state_hash();
+        matcher.prefetch_early(&record);
         matcher.prefetch(&record);
         assert_eq!(matcher.state_hash(), hash);
         matcher.apply(sequence, sequence, &record, &mut events);
