@@ -1520,6 +1520,7 @@ impl Matcher {
     }
 
     /// Appends an order (fields set, not linked) at the back of its level.
+    #[inline(always)]
     fn level_push_back(&mut self, slot: u32) {
         let order = self.orders[slot as usize];
         let instrument_index = usize::from(order.instrument_index);
@@ -1557,6 +1558,7 @@ impl Matcher {
     }
 
     /// Unlinks an order from its level, keeping level totals, bitmap and best price right.
+    #[inline(always)]
     fn level_unlink(&mut self, slot: u32) {
         let order = self.orders[slot as usize];
         let instrument_index = usize::from(order.instrument_index);
@@ -1727,7 +1729,7 @@ impl Matcher {
     }
 
     /// The hash of everything about an order but its open quantity.
-    #[inline]
+    #[inline(always)]
     fn order_hash_static(&self, slot: u32) -> u64 {
         let order = &self.orders[slot as usize];
         let instrument = &self.instruments[usize::from(order.instrument_index)];
@@ -1744,7 +1746,7 @@ impl Matcher {
     }
 
     /// The order's contribution to `hash_orders`.
-    #[inline]
+    #[inline(always)]
     fn order_hash(&self, slot: u32) -> u64 {
         hash::mix2(
             self.order_hash_static(slot),
@@ -1770,6 +1772,7 @@ impl Matcher {
 
     // ----- book events -----
 
+    #[inline(always)]
     fn emit_book_add<S: EventSink + ?Sized>(&self, sequence: u64, slot: u32, sink: &mut S) {
         let order = &self.orders[slot as usize];
         let instrument_index = usize::from(order.instrument_index);
@@ -1805,6 +1808,7 @@ impl Matcher {
         sink.event(&event);
     }
 
+    #[inline(always)]
     fn emit_book_delete<S: EventSink + ?Sized>(&self, sequence: u64, slot: u32, sink: &mut S) {
         let order = &self.orders[slot as usize];
         let instrument = &self.instruments[usize::from(order.instrument_index)];
@@ -1813,7 +1817,7 @@ impl Matcher {
         sink.event(&event);
     }
 
-    #[inline]
+    #[inline(always)]
     fn emit_level<S: EventSink + ?Sized>(
         &self,
         sequence: u64,
