@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 
 use rusteron_client::{Aeron, AeronExclusivePublication};
 
-use crate::transport::{channel, TransportError, CONNECT_TIMEOUT};
+use crate::transport::{await_added, channel, TransportError};
 
 /// Aeron stream id of client ingress.
 pub const INGRESS_STREAM_ID: i32 = 1002;
@@ -327,6 +327,7 @@ impl Sessions {
         aeron: &Aeron,
         client_id: u64,
         endpoint: &str,
+        invoke: &dyn Fn(),
     ) -> Result<(), TransportError> {
         if self
             .sessions
@@ -339,11 +340,10 @@ impl Sessions {
             self.connects_refused += 1;
             return Ok(());
         }
-        let publication = aeron
+        let adding = aeron
             .async_add_exclusive_publication(&channel(endpoint), EGRESS_STREAM_ID)
-            .map_err(|e| TransportError::Aeron(format!("{e:?}")))?
-            .poll_blocking(CONNECT_TIMEOUT)
             .map_err(|e| TransportError::Aeron(format!("{e:?}")))?;
+        let publication = await_added(|| adding.poll(), invoke)?;
         self.sessions.insert(
             client_id,
             Session {
@@ -440,13 +440,33 @@ impl Client {
         leader_ingress: &str,
         response_endpoint: &str,
     ) -> Result<Client, TransportError> {
-        let receiver =
-            crate::transport::AeronReceiver::new(aeron, response_endpoint, EGRESS_STREAM_ID)?;
-        let ingress = aeron
+        Self::connect_invoking(
+            aeron,
+            client_id,
+            leader_ingress,
+            response_endpoint,
+            &crate::transport::no_invoke,
+        )
+    }
+
+    /// As [`Client::connect`], running `invoke` (an invoked driver) while it waits.
+    pub fn connect_invoking(
+        aeron: &Aeron,
+        client_id: u64,
+        leader_ingress: &str,
+        response_endpoint: &str,
+        invoke: &dyn Fn(),
+    ) -> Result<Client, TransportError> {
+        let receiver = crate::transport::AeronReceiver::new_invoking(
+            aeron,
+            response_endpoint,
+            EGRESS_STREAM_ID,
+            invoke,
+        )?;
+        let adding = aeron
             .async_add_exclusive_publication(&channel(leader_ingress), INGRESS_STREAM_ID)
-            .map_err(|e| TransportError::Aeron(format!("{e:?}")))?
-            .poll_blocking(CONNECT_TIMEOUT)
             .map_err(|e| TransportError::Aeron(format!("{e:?}")))?;
+        let ingress = await_added(|| adding.poll(), invoke)?;
         Ok(Client {
             client_id,
             ingress,

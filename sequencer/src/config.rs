@@ -122,6 +122,11 @@ pub struct AeronSection {
     pub driver_idle: String,
     #[serde(default = "default_driver_max_park_us")]
     pub driver_max_park_us: u64,
+    /// false (default): the embedded driver runs inside the node's own duty cycle, one thread per
+    /// node (best when cores are few). true: the driver gets a thread of its own (`driver_idle`
+    /// applies to it), which suits machines with a core to spare per driver.
+    #[serde(default)]
+    pub driver_thread: bool,
 }
 
 /// `[matcher]`: pre-allocated capacities (the same on every member).
@@ -197,6 +202,7 @@ impl Default for AeronSection {
             dir: None,
             driver_idle: default_idle(),
             driver_max_park_us: default_driver_max_park_us(),
+            driver_thread: false,
         }
     }
 }
@@ -220,6 +226,9 @@ pub struct Checked {
     pub leader_ingress: String,
     pub idle: IdleStrategy,
     pub driver_idle: DriverIdle,
+    /// The embedded driver gets a thread of its own (`aeron.driver_thread`); otherwise it runs in
+    /// the node's duty cycle.
+    pub driver_thread: bool,
     pub cpu: Option<usize>,
     pub aeron_dir: Option<PathBuf>,
     pub status_interval: Option<Duration>,
@@ -429,6 +438,7 @@ impl NodeConfig {
             leader_ingress: cluster.ingress[cluster.leader as usize].clone(),
             idle,
             driver_idle,
+            driver_thread: self.aeron.driver_thread,
             cpu: self.node.cpu,
             aeron_dir: self.aeron.dir.as_ref().map(|d| base.join(d)),
             status_interval: (self.node.status_interval_ms > 0)

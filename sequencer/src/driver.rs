@@ -66,6 +66,8 @@ pub struct EmbeddedDriver {
     dir: PathBuf,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<(), String>>>,
+    /// Invoked mode: the driver runs inside its owner's duty cycle ([`EmbeddedDriver::do_work`]).
+    invoked: Option<(AeronDriver, AeronDriverContext)>,
 }
 
 impl EmbeddedDriver {
@@ -78,6 +80,33 @@ impl EmbeddedDriver {
 
     /// Launches a driver in `dir` with the given idle strategy.
     pub fn launch_with(dir: &Path, idle: DriverIdle) -> Result<Self, DriverError> {
+        Self::launch_mode(dir, idle, false)
+    }
+
+    /// Starts a driver in `dir` that has no thread of its own: the thread that owns it calls
+    /// [`EmbeddedDriver::do_work`] in its duty cycle (Aeron's agent-invoker pattern). One thread
+    /// then serves both the driver and the application, so a message that arrives is read in
+    /// the same cycle, with no hand-over between threads: the right shape for a machine with
+    /// fewer cores than busy threads.
+    pub fn launch_invoked(dir: &Path) -> Result<Self, DriverError> {
+        Self::launch_mode(dir, DriverIdle::default(), true)
+    }
+
+    /// Whether the owner must call [`EmbeddedDriver::do_work`].
+    pub fn is_invoked(&self) -> bool {
+        self.invoked.is_some()
+    }
+
+    /// Invoked mode: one duty cycle of the driver (conductor, sender, receiver); returns the work
+    /// done. A no-op for a driver with its own thread.
+    pub fn do_work(&self) -> usize {
+        match &self.invoked {
+            Some((driver, _)) => driver.main_do_work().map_or(0, |n| n.max(0) as usize),
+            None => 0,
+        }
+    }
+
+    fn launch_mode(dir: &Path, idle: DriverIdle, invoked: bool) -> Result<Self, DriverError> {
         let aeron_error = |e: rusteron_media_driver::AeronCError| DriverError::Aeron {
             dir: dir.to_path_buf(),
             message: format!("{e:?}"),
@@ -119,6 +148,16 @@ impl EmbeddedDriver {
         }
 
         let stop = Arc::new(AtomicBool::new(false));
+        if invoked {
+            let driver = AeronDriver::new(&context).map_err(aeron_error)?;
+            driver.start(true).map_err(aeron_error)?;
+            return Ok(Self {
+                dir: dir.to_path_buf(),
+                stop,
+                thread: None,
+                invoked: Some((driver, context)),
+            });
+        }
         let started = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = Arc::clone(&stop);
@@ -166,6 +205,7 @@ impl EmbeddedDriver {
             dir: dir.to_path_buf(),
             stop,
             thread: Some(thread),
+            invoked: None,
         })
     }
 
@@ -181,6 +221,7 @@ impl Drop for EmbeddedDriver {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        drop(self.invoked.take());
         // Aeron deletes the directory on shutdown; make sure, in case it was interrupted.
         let _ = std::fs::remove_dir_all(&self.dir);
     }

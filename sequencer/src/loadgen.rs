@@ -125,17 +125,21 @@ struct Slot {
 }
 
 /// Runs the load against the cluster; `on_progress(sent, answered)` is called about once a second.
+/// `invoke` is called in every cycle: the duty cycle of a media driver this thread runs itself
+/// (see [`crate::driver::EmbeddedDriver::launch_invoked`]), or nothing.
 pub fn run(
     aeron: &Aeron,
     config: &LoadConfig,
     stop: &AtomicBool,
+    invoke: &dyn Fn(),
     on_progress: &mut dyn FnMut(u64, u64),
 ) -> Result<LoadReport, LoadError> {
-    let mut client = Client::connect(
+    let mut client = Client::connect_invoking(
         aeron,
         config.client_id,
         &config.leader_ingress,
         &config.response_endpoint,
+        invoke,
     )?;
     let connect_timeout = Duration::from_secs(10);
     let deadline = Instant::now() + connect_timeout;
@@ -149,7 +153,8 @@ pub fn run(
         if stop.load(Ordering::Acquire) {
             return Err(LoadError::Stopped);
         }
-        std::thread::sleep(Duration::from_millis(2));
+        invoke();
+        std::thread::sleep(Duration::from_micros(200));
     }
     // Command 1 creates the instrument (answered Committed even when it exists already: the
     // matcher rejects it, the command is still committed). Resent until answered, which also
@@ -178,6 +183,7 @@ pub fn run(
                 answered_first = Some(r);
             }
         })?;
+        invoke();
         std::thread::sleep(Duration::from_micros(200));
     }
     if let Some(Response { kind, reason, .. }) = answered_first {
@@ -238,6 +244,7 @@ pub fn run(
         if stop.load(Ordering::Acquire) {
             return Err(LoadError::Stopped);
         }
+        invoke();
         let mut work = 0usize;
         let now = now_ns();
         // Send what is due.

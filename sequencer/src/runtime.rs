@@ -132,11 +132,37 @@ pub struct NodeAgent {
     started: Instant,
     responses: Vec<Response>,
     pub ingress_malformed: u64,
+    /// The embedded media driver when this agent owns it; when invoked, it runs in this agent's
+    /// duty cycle. Dropped after the Aeron objects above (fields drop in declaration order).
+    driver: Option<crate::driver::EmbeddedDriver>,
 }
 
 impl NodeAgent {
     /// Connects to the media driver in `aeron_dir`, opens the journal and starts the node.
     pub fn start(aeron_dir: &Path, config: AgentConfig) -> Result<NodeAgent, RuntimeError> {
+        Self::start_inner(aeron_dir, config, None)
+    }
+
+    /// Starts the node over a media driver that this agent runs in its own duty cycle (see
+    /// [`crate::driver::EmbeddedDriver::launch_invoked`]): one thread per node process.
+    pub fn start_invoking(
+        driver: crate::driver::EmbeddedDriver,
+        config: AgentConfig,
+    ) -> Result<NodeAgent, RuntimeError> {
+        let dir = driver.dir().to_path_buf();
+        Self::start_inner(&dir, config, Some(driver))
+    }
+
+    fn start_inner(
+        aeron_dir: &Path,
+        config: AgentConfig,
+        driver: Option<crate::driver::EmbeddedDriver>,
+    ) -> Result<NodeAgent, RuntimeError> {
+        let invoke = || {
+            if let Some(driver) = &driver {
+                driver.do_work();
+            }
+        };
         let members = config.replication_endpoints.len();
         let node_id = config.replica.node_id;
         if members == 0 || node_id as usize >= members || config.replica.members as usize != members
@@ -146,18 +172,25 @@ impl NodeAgent {
             )));
         }
         let aeron = connect(aeron_dir)?;
-        let receiver = AeronReceiver::new(
+        let receiver = AeronReceiver::new_invoking(
             &aeron,
             &config.replication_endpoints[node_id as usize],
             REPLICATION_STREAM_ID,
+            &invoke,
         )?;
-        let sender = AeronSender::new(
+        let sender = AeronSender::new_invoking(
             &aeron,
             node_id,
             &config.replication_endpoints,
             REPLICATION_STREAM_ID,
+            &invoke,
         )?;
-        let ingress = AeronReceiver::new(&aeron, &config.ingress_endpoint, INGRESS_STREAM_ID)?;
+        let ingress = AeronReceiver::new_invoking(
+            &aeron,
+            &config.ingress_endpoint,
+            INGRESS_STREAM_ID,
+            &invoke,
+        )?;
         let journal = Journal::open(config.journal)?;
         let log = JournalLog::new(journal).map_err(|e| NodeError::Replica(e.into()))?;
         let state =
@@ -174,6 +207,7 @@ impl NodeAgent {
             started,
             responses: Vec::with_capacity(4096),
             ingress_malformed: 0,
+            driver,
         })
     }
 
@@ -198,9 +232,11 @@ impl NodeAgent {
             node,
             responses,
             ingress_malformed,
+            driver,
             ..
         } = self;
-        let mut work = receiver.poll(FRAGMENT_LIMIT)?;
+        let mut work = driver.as_ref().map_or(0, |d| d.do_work());
+        work += receiver.poll(FRAGMENT_LIMIT)?;
         let mut failure = None;
         receiver.drain(|bytes| {
             if failure.is_none() {
@@ -272,7 +308,12 @@ impl NodeAgent {
             return Err(e.into());
         }
         for (client_id, endpoint) in connects {
-            sessions.connect(aeron, client_id, &endpoint)?;
+            let invoke = || {
+                if let Some(driver) = driver.as_ref() {
+                    driver.do_work();
+                }
+            };
+            sessions.connect(aeron, client_id, &endpoint, &invoke)?;
             work += 1;
         }
         let is_leader = node.replica.role() == crate::replica::Role::Leader;
@@ -387,7 +428,9 @@ impl NodeAgent {
 }
 
 /// Runs one node as a process does (`exchange node --config FILE`): embeds a media driver (its
-/// own directory, removed at the end) unless the configuration names an external one, pins the
+/// own directory, removed at the end) that runs inside the node's own duty cycle (one thread per
+/// node; see [`crate::driver::EmbeddedDriver::launch_invoked`]) unless the configuration names an
+/// external driver or `aeron.driver_idle` asks for a driver thread of its own, pins the
 /// agent thread if asked, runs duty cycles until `stop` is set, reports status every
 /// `status_interval`, and stops cleanly (journal synced). Returns the final status.
 pub fn run_node(
@@ -396,21 +439,6 @@ pub fn run_node(
     on_status: &mut dyn FnMut(&NodeStatus),
 ) -> Result<NodeStatus, RuntimeError> {
     let node_id = checked.agent.replica.node_id;
-    let driver = match &checked.aeron_dir {
-        Some(_) => None,
-        None => Some(
-            crate::driver::EmbeddedDriver::launch_with(
-                &crate::driver::unique_dir(&format!("node-{node_id}")),
-                checked.driver_idle,
-            )
-            .map_err(|e| RuntimeError::Config(e.to_string()))?,
-        ),
-    };
-    let aeron_dir = match (&checked.aeron_dir, &driver) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(driver)) => driver.dir().to_path_buf(),
-        (None, None) => unreachable!("a driver is launched when no directory is configured"),
-    };
     if let Some(cpu) = checked.cpu {
         if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
             return Err(RuntimeError::Config(format!(
@@ -418,7 +446,23 @@ pub fn run_node(
             )));
         }
     }
-    let mut agent = NodeAgent::start(&aeron_dir, checked.agent.clone())?;
+    let dir = || crate::driver::unique_dir(&format!("node-{node_id}"));
+    let driver_error = |e: crate::driver::DriverError| RuntimeError::Config(e.to_string());
+    let mut agent = match (&checked.aeron_dir, checked.driver_thread) {
+        (Some(aeron_dir), _) => NodeAgent::start(aeron_dir, checked.agent.clone())?,
+        (None, false) => NodeAgent::start_invoking(
+            crate::driver::EmbeddedDriver::launch_invoked(&dir()).map_err(driver_error)?,
+            checked.agent.clone(),
+        )?,
+        (None, true) => {
+            let driver = crate::driver::EmbeddedDriver::launch_with(&dir(), checked.driver_idle)
+                .map_err(driver_error)?;
+            let aeron_dir = driver.dir().to_path_buf();
+            let mut agent = NodeAgent::start(&aeron_dir, checked.agent.clone())?;
+            agent.driver = Some(driver);
+            agent
+        }
+    };
     on_status(&agent.status());
     let mut idler = Idler::new(checked.idle);
     let mut next_status = checked.status_interval.map(|i| Instant::now() + i);
@@ -434,6 +478,5 @@ pub fn run_node(
     }
     let status = agent.shutdown()?;
     drop(agent);
-    drop(driver);
     Ok(status)
 }

@@ -46,7 +46,8 @@ pub fn channel(endpoint: &str) -> CString {
         .into_c_string()
 }
 
-/// Connects an Aeron client to the driver in `dir`.
+/// Connects an Aeron client to the driver in `dir` (which may be an invoked driver of the calling
+/// thread: connecting only maps its files and checks its heartbeat).
 pub fn connect(dir: &Path) -> Result<Aeron, TransportError> {
     let context = AeronContext::new().map_err(aeron_error)?;
     context
@@ -56,6 +57,31 @@ pub fn connect(dir: &Path) -> Result<Aeron, TransportError> {
     aeron.start().map_err(aeron_error)?;
     Ok(aeron)
 }
+
+/// Waits for an asynchronously added publication or subscription, calling `invoke` (an invoked
+/// media driver's duty cycle, or nothing) between polls: a thread that runs its own driver must
+/// keep it running while it waits for it.
+pub fn await_added<T>(
+    mut poll: impl FnMut() -> Result<Option<T>, rusteron_client::AeronCError>,
+    invoke: &dyn Fn(),
+) -> Result<T, TransportError> {
+    let deadline = std::time::Instant::now() + CONNECT_TIMEOUT;
+    loop {
+        if let Some(resource) = poll().map_err(aeron_error)? {
+            return Ok(resource);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(TransportError::Aeron(format!(
+                "the media driver did not answer within {CONNECT_TIMEOUT:?}"
+            )));
+        }
+        invoke();
+        std::thread::yield_now();
+    }
+}
+
+/// For callers whose driver has its own thread.
+pub fn no_invoke() {}
 
 /// Received messages, copied out of Aeron's buffers.
 #[derive(Debug, Default)]
@@ -87,16 +113,25 @@ pub struct AeronReceiver {
 
 impl AeronReceiver {
     pub fn new(aeron: &Aeron, endpoint: &str, stream_id: i32) -> Result<Self, TransportError> {
-        let subscription = aeron
+        Self::new_invoking(aeron, endpoint, stream_id, &no_invoke)
+    }
+
+    /// As [`AeronReceiver::new`], running `invoke` while it waits for the driver.
+    pub fn new_invoking(
+        aeron: &Aeron,
+        endpoint: &str,
+        stream_id: i32,
+        invoke: &dyn Fn(),
+    ) -> Result<Self, TransportError> {
+        let adding = aeron
             .async_add_subscription(
                 &channel(endpoint),
                 stream_id,
                 Handlers::NONE,
                 Handlers::NONE,
             )
-            .map_err(aeron_error)?
-            .poll_blocking(CONNECT_TIMEOUT)
             .map_err(aeron_error)?;
+        let subscription = await_added(|| adding.poll(), invoke)?;
         let inbox = Inbox {
             bytes: Vec::with_capacity(1 << 20),
             ends: Vec::with_capacity(1024),
@@ -165,18 +200,27 @@ impl AeronSender {
         endpoints: &[String],
         stream_id: i32,
     ) -> Result<Self, TransportError> {
+        Self::new_invoking(aeron, node_id, endpoints, stream_id, &no_invoke)
+    }
+
+    /// As [`AeronSender::new`], running `invoke` while it waits for the driver.
+    pub fn new_invoking(
+        aeron: &Aeron,
+        node_id: NodeId,
+        endpoints: &[String],
+        stream_id: i32,
+        invoke: &dyn Fn(),
+    ) -> Result<Self, TransportError> {
         let mut publications = Vec::with_capacity(endpoints.len());
         for (member, endpoint) in endpoints.iter().enumerate() {
             if member == node_id as usize {
                 publications.push(None);
                 continue;
             }
-            let publication = aeron
+            let adding = aeron
                 .async_add_exclusive_publication(&channel(endpoint), stream_id)
-                .map_err(aeron_error)?
-                .poll_blocking(CONNECT_TIMEOUT)
                 .map_err(aeron_error)?;
-            publications.push(Some(publication));
+            publications.push(Some(await_added(|| adding.poll(), invoke)?));
         }
         Ok(AeronSender {
             publications,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use sequencer::config::{write_local_cluster, NodeConfig};
-use sequencer::driver::{unique_dir, DriverIdle, EmbeddedDriver};
+use sequencer::driver::{unique_dir, EmbeddedDriver};
 use sequencer::loadgen::{self, percentiles_us, LoadConfig};
 use sequencer::transport::connect;
 
@@ -70,7 +70,6 @@ pub struct LoadOptions {
     pub client_id: Option<u64>,
     pub response_port: Option<u16>,
     pub hgrm: Option<PathBuf>,
-    pub idle: String,
 }
 
 fn free_udp_port() -> Result<u16> {
@@ -106,13 +105,8 @@ pub fn loadgen(options: LoadOptions) -> Result<ExitCode> {
     config.warmup = options.warmup;
     config.in_flight_max = options.in_flight;
     config.seed = options.seed;
-    let driver_idle = match options.idle.as_str() {
-        "backoff" => DriverIdle::default(),
-        "yield" => DriverIdle::Yield,
-        "busy-spin" => DriverIdle::BusySpin,
-        other => bail!("--idle {other:?}: expected backoff, yield or busy-spin"),
-    };
-    let driver = EmbeddedDriver::launch_with(&unique_dir("loadgen"), driver_idle)?;
+    // The driver runs in the load generator's own loop: one busy thread.
+    let driver = EmbeddedDriver::launch_invoked(&unique_dir("loadgen"))?;
     let aeron = connect(driver.dir())?;
     println!(
         "loadgen: client {client_id} → {ingress}, {} commands (+{} warm-up), {}",
@@ -125,7 +119,10 @@ pub fn loadgen(options: LoadOptions) -> Result<ExitCode> {
         }
     );
     let started = Instant::now();
-    let report = loadgen::run(&aeron, &config, &STOP, &mut |sent, answered| {
+    let invoke = || {
+        driver.do_work();
+    };
+    let report = loadgen::run(&aeron, &config, &STOP, &invoke, &mut |sent, answered| {
         println!(
             "  {:>5.1}s sent {sent} answered {answered}",
             started.elapsed().as_secs_f64()
@@ -143,7 +140,10 @@ pub fn loadgen(options: LoadOptions) -> Result<ExitCode> {
         report.blocked
     );
     if !report.resent_sequences.is_empty() {
-        println!("first resent client sequences: {:?}", report.resent_sequences);
+        println!(
+            "first resent client sequences: {:?}",
+            report.resent_sequences
+        );
     }
     println!(
         "throughput {:.0} commands/s; commit round trip {}",

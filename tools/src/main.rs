@@ -99,9 +99,6 @@ enum Command {
         /// Save the latency histogram (.hgrm, microseconds) here.
         #[arg(long)]
         hgrm: Option<PathBuf>,
-        /// Idle strategy of this process's media driver: backoff, yield or busy-spin.
-        #[arg(long, default_value = "backoff")]
-        idle: String,
     },
     /// Operator and auditor tools for a journal directory.
     Journal {
@@ -211,7 +208,6 @@ fn main() -> ExitCode {
             client_id,
             response_port,
             hgrm,
-            idle,
         } => cluster::loadgen(cluster::LoadOptions {
             config,
             ingress,
@@ -223,7 +219,6 @@ fn main() -> ExitCode {
             client_id,
             response_port,
             hgrm,
-            idle,
         }),
         Command::Journal {
             command: JournalCommand::Verify { dir },

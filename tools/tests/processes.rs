@@ -33,7 +33,9 @@ fn free_base_port(nodes: u16) -> u16 {
             .subsec_nanos() as u64;
     for attempt in 0..200u64 {
         let base = 30_000 + ((seed + attempt * 263) % 25_000) as u16;
-        let ports: Vec<u16> = (0..nodes).flat_map(|i| [base + i, base + 100 + i]).collect();
+        let ports: Vec<u16> = (0..nodes)
+            .flat_map(|i| [base + i, base + 100 + i])
+            .collect();
         let sockets: Vec<_> = ports
             .iter()
             .map_while(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).ok())
@@ -198,7 +200,13 @@ fn wait_settled(nodes: &[NodeProcess], timeout: Duration) {
 /// record-for-record identical, and every client command is in the log exactly once.
 fn stop_and_compare(nodes: Vec<NodeProcess>, dir: &Path, client_commands: u64) {
     let finals: Vec<BTreeMap<String, String>> = nodes.into_iter().map(NodeProcess::stop).collect();
-    for key in ["state_hash", "event_digest", "commit", "applied", "sequence"] {
+    for key in [
+        "state_hash",
+        "event_digest",
+        "commit",
+        "applied",
+        "sequence",
+    ] {
         let values: Vec<&String> = finals.iter().map(|f| &f[key]).collect();
         assert!(values.iter().all(|v| *v == values[0]), "{key}: {values:?}");
     }
@@ -230,7 +238,11 @@ fn stop_and_compare(nodes: Vec<NodeProcess>, dir: &Path, client_commands: u64) {
         seen.values().all(|&n| n == 1),
         "a command is in the log twice"
     );
-    assert_eq!(seen.len() as u64, client_commands, "client commands in the log");
+    assert_eq!(
+        seen.len() as u64,
+        client_commands,
+        "client commands in the log"
+    );
 }
 
 #[test]
@@ -284,10 +296,7 @@ fn a_fresh_follower_catches_up_from_the_leaders_journal() {
     let dir = tempfile::tempdir().unwrap();
     let configs = cluster_configs(dir.path(), 3);
     // Nodes 0 and 1 are a majority: they commit the whole load without node 2.
-    let mut nodes: Vec<NodeProcess> = configs[..2]
-        .iter()
-        .map(|c| NodeProcess::start(c))
-        .collect();
+    let mut nodes: Vec<NodeProcess> = configs[..2].iter().map(|c| NodeProcess::start(c)).collect();
     let commands = commands();
     finish_loadgen(loadgen(&configs[0], commands, 0), commands);
     assert!(!dir.path().join("journal-2").exists());
