@@ -8,7 +8,7 @@
 
 use crate::command::{
     Cancel, Command, CommandKind, CommandRecord, InstrumentConfig, MassCancel, NewOrder, OrderType,
-    Replace, Side, StpMode, TimeInForce,
+    Replace, Side, StpMode, TimeInForce, KIND_CANCEL, KIND_NEW_ORDER, KIND_REPLACE,
 };
 use crate::event::{
     CancelReason, Event, EventKind, EventSink, RejectReason, FLAG_KILLED, FLAG_MAKER_DONE,
@@ -17,10 +17,6 @@ use crate::event::{
 use crate::hash;
 use crate::table::{ClientKey, ClientTable, Table};
 use zerocopy::little_endian::{I64, U32, U64};
-
-const KIND_NEW_ORDER: u8 = CommandKind::NewOrder as u8;
-const KIND_CANCEL: u8 = CommandKind::Cancel as u8;
-const KIND_REPLACE: u8 = CommandKind::Replace as u8;
 
 /// "No slot / no level" marker.
 pub(crate) const NIL: u32 = u32::MAX;
@@ -519,8 +515,22 @@ impl Matcher {
         self.timestamp_ns_last = timestamp_ns;
         // The hot kinds decode straight into the handler's argument; the rest (and anything
         // malformed) take the field-by-field path.
-        if let Some(command) = record.decode_fast() {
-            self.execute(sequence, record, &command, sink);
+        let fast = match record.kind {
+            KIND_NEW_ORDER => record
+                .decode_new_order_fast()
+                .map(|order| self.new_order(sequence, &order, sink)),
+            KIND_CANCEL => record
+                .decode_cancel_fast()
+                .map(|cancel| self.cancel(sequence, &cancel, sink)),
+            KIND_REPLACE => record
+                .decode_replace_fast()
+                .map(|replace| self.replace(sequence, &replace, sink)),
+            _ => None,
+        };
+        if let Some(result) = fast {
+            if let Err(reason) = result {
+                sink.event(&rejected(sequence, record, reason));
+            }
             return;
         }
         match record.decode_checked() {

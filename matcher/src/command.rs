@@ -271,6 +271,11 @@ const MASK_NEW_ORDER: [u64; 8] = [
     0,
     0,
 ];
+/// Kind codes of the hot commands.
+pub(crate) const KIND_NEW_ORDER: u8 = CommandKind::NewOrder as u8;
+pub(crate) const KIND_CANCEL: u8 = CommandKind::Cancel as u8;
+pub(crate) const KIND_REPLACE: u8 = CommandKind::Replace as u8;
+
 const MASK_CANCEL: [u64; 8] = [WORD0_KIND, WORD1_ACCOUNT, 0, u64::MAX, 0, 0, 0, 0];
 const MASK_REPLACE: [u64; 8] = [
     WORD0_KIND,
@@ -335,66 +340,85 @@ impl CommandRecord {
     /// [`CommandRecord::decode_checked`] (same result, and the precise error).
     #[inline(always)]
     pub(crate) fn decode_fast(&self) -> Option<Command> {
+        match self.kind {
+            KIND_NEW_ORDER => self.decode_new_order_fast().map(Command::NewOrder),
+            KIND_CANCEL => self.decode_cancel_fast().map(Command::Cancel),
+            KIND_REPLACE => self.decode_replace_fast().map(Command::Replace),
+            _ => None,
+        }
+    }
+
+    /// Whether every bit outside `masks` is zero and the account id is not.
+    #[inline(always)]
+    fn fast_fields_ok(&self, masks: &[u64; 8]) -> bool {
         let words: &[U64; 8] = zerocopy::transmute_ref!(self);
-        let masks = match self.kind {
-            1 => &MASK_NEW_ORDER,
-            2 => &MASK_CANCEL,
-            3 => &MASK_REPLACE,
-            _ => return None,
-        };
         let mut unused = 0u64;
         for (word, mask) in words.iter().zip(masks) {
             unused |= word.get() & !mask;
         }
-        let account_id = self.account_id.get();
-        if unused != 0 || account_id == 0 {
+        unused == 0 && self.account_id.get() != 0
+    }
+
+    /// [`CommandRecord::decode_fast`] of a record whose kind is NewOrder.
+    #[inline(always)]
+    pub(crate) fn decode_new_order_fast(&self) -> Option<NewOrder> {
+        debug_assert_eq!(self.kind, KIND_NEW_ORDER);
+        if !self.fast_fields_ok(&MASK_NEW_ORDER) {
             return None;
         }
-        match self.kind {
-            1 => {
-                let side = Side::from_u8(self.side)?;
-                let order_type = OrderType::from_u8(self.order_type)?;
-                let time_in_force = TimeInForce::from_u8(self.time_in_force)?;
-                let stp_mode = StpMode::from_u8(self.stp_mode)?;
-                let post_only = self.flags == FLAG_POST_ONLY;
-                let instrument_id = self.instrument_id.get();
-                let price = self.price.get();
-                let market_ok =
-                    order_type == OrderType::Limit || (!time_in_force.rests() && price == 0);
-                let post_only_ok =
-                    !post_only || (order_type == OrderType::Limit && time_in_force.rests());
-                if instrument_id == 0
-                    || self.flags & !FLAG_POST_ONLY != 0
-                    || !market_ok
-                    || !post_only_ok
-                {
-                    return None;
-                }
-                Some(Command::NewOrder(NewOrder {
-                    instrument_id,
-                    account_id,
-                    client_order_id: self.client_order_id.get(),
-                    side,
-                    order_type,
-                    time_in_force,
-                    stp_mode,
-                    post_only,
-                    price,
-                    quantity: self.quantity.get(),
-                }))
-            }
-            2 => Some(Command::Cancel(Cancel {
-                account_id,
-                order_id: self.order_id.get(),
-            })),
-            _ => Some(Command::Replace(Replace {
-                account_id,
-                order_id: self.order_id.get(),
-                client_order_id: self.client_order_id.get(),
-                price: self.price.get(),
-                quantity: self.quantity.get(),
-            })),
+        let side = Side::from_u8(self.side)?;
+        let order_type = OrderType::from_u8(self.order_type)?;
+        let time_in_force = TimeInForce::from_u8(self.time_in_force)?;
+        let stp_mode = StpMode::from_u8(self.stp_mode)?;
+        let post_only = self.flags == FLAG_POST_ONLY;
+        let instrument_id = self.instrument_id.get();
+        let price = self.price.get();
+        let market_ok = order_type == OrderType::Limit || (!time_in_force.rests() && price == 0);
+        let post_only_ok = !post_only || (order_type == OrderType::Limit && time_in_force.rests());
+        if instrument_id == 0 || self.flags & !FLAG_POST_ONLY != 0 || !market_ok || !post_only_ok {
+            return None;
         }
+        Some(NewOrder {
+            instrument_id,
+            account_id: self.account_id.get(),
+            client_order_id: self.client_order_id.get(),
+            side,
+            order_type,
+            time_in_force,
+            stp_mode,
+            post_only,
+            price,
+            quantity: self.quantity.get(),
+        })
+    }
+
+    /// [`CommandRecord::decode_fast`] of a record whose kind is Cancel.
+    #[inline(always)]
+    pub(crate) fn decode_cancel_fast(&self) -> Option<Cancel> {
+        debug_assert_eq!(self.kind, KIND_CANCEL);
+        if !self.fast_fields_ok(&MASK_CANCEL) {
+            return None;
+        }
+        Some(Cancel {
+            account_id: self.account_id.get(),
+            order_id: self.order_id.get(),
+        })
+    }
+
+    /// [`CommandRecord::decode_fast`] of a record whose kind is Replace.
+    #[inline(always)]
+    pub(crate) fn decode_replace_fast(&self) -> Option<Replace> {
+        debug_assert_eq!(self.kind, KIND_REPLACE);
+        if !self.fast_fields_ok(&MASK_REPLACE) {
+            return None;
+        }
+        Some(Replace {
+            account_id: self.account_id.get(),
+            order_id: self.order_id.get(),
+            client_order_id: self.client_order_id.get(),
+            price: self.price.get(),
+            quantity: self.quantity.get(),
+        })
     }
 
     /// Field-by-field decoding with the precise error.
