@@ -232,34 +232,40 @@ impl LocalCluster {
 
     /// Compares every node's journal with the leader's, record by record; the first difference.
     pub fn compare_journals(&self) -> Result<Option<String>, journal::JournalError> {
-        let mut leader = Reader::open(&self.dirs[0])?;
-        let mut others: Vec<Reader> = self.dirs[1..]
-            .iter()
-            .map(|d| Reader::open(d))
-            .collect::<Result<_, _>>()?;
-        loop {
-            let theirs = leader
+        compare_journals(&self.dirs)
+    }
+}
+
+/// Compares journals record by record (position and frame bytes) against the first; describes
+/// the first difference, or None when they are identical.
+pub fn compare_journals(dirs: &[PathBuf]) -> Result<Option<String>, journal::JournalError> {
+    let mut leader = Reader::open(&dirs[0])?;
+    let mut others: Vec<Reader> = dirs[1..]
+        .iter()
+        .map(|d| Reader::open(d))
+        .collect::<Result<_, _>>()?;
+    loop {
+        let theirs = leader
+            .next_record()?
+            .map(|r| (r.position, r.frame.to_vec()));
+        for (i, reader) in others.iter_mut().enumerate() {
+            let ours = reader
                 .next_record()?
                 .map(|r| (r.position, r.frame.to_vec()));
-            for (i, reader) in others.iter_mut().enumerate() {
-                let ours = reader
-                    .next_record()?
-                    .map(|r| (r.position, r.frame.to_vec()));
-                if ours != theirs {
-                    let at = theirs
-                        .as_ref()
-                        .map(|t| t.0)
-                        .or(ours.as_ref().map(|o| o.0))
-                        .unwrap_or(0);
-                    return Ok(Some(format!(
-                        "node {} differs from node 0 at position {at}",
-                        i + 1
-                    )));
-                }
+            if ours != theirs {
+                let at = theirs
+                    .as_ref()
+                    .map(|t| t.0)
+                    .or(ours.as_ref().map(|o| o.0))
+                    .unwrap_or(0);
+                return Ok(Some(format!(
+                    "node {} differs from node 0 at position {at}",
+                    i + 1
+                )));
             }
-            if theirs.is_none() {
-                return Ok(None);
-            }
+        }
+        if theirs.is_none() {
+            return Ok(None);
         }
     }
 }

@@ -1,9 +1,11 @@
 //! Running nodes as processes: `exchange node`, `exchange cluster up` and `exchange loadgen`.
 
-use std::io::Write;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitCode};
+use std::process::{Child, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -188,21 +190,161 @@ pub fn write_hgrm(path: &Path, histogram: &hdrhistogram::Histogram<u64>) -> Resu
     std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Spawns `exchange node --config FILE` (this same executable).
-pub fn spawn_node(config: &Path) -> Result<Child> {
-    std::process::Command::new(std::env::current_exe()?)
-        .arg("node")
-        .arg("--config")
-        .arg(config)
-        .spawn()
-        .with_context(|| format!("starting a node with {}", config.display()))
+/// A node process (`exchange node --config FILE`) and what it last reported: the fields of its
+/// latest `status` line, and of its `stopped` line once it has exited cleanly.
+pub struct NodeChild {
+    pub config: PathBuf,
+    child: Child,
+    last: Arc<Mutex<BTreeMap<String, String>>>,
+    stopped: Arc<Mutex<Option<BTreeMap<String, String>>>>,
 }
 
-fn terminate(child: &Child) {
-    // SAFETY: sending a signal to a child process we started and have not waited for.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+/// The `key=value` fields of a status line.
+pub fn status_fields(line: &str) -> BTreeMap<String, String> {
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+impl NodeChild {
+    /// Starts `exe node --config config`; `echo` also copies its output to ours.
+    pub fn spawn(exe: &Path, config: &Path, echo: bool) -> Result<NodeChild> {
+        let mut child = std::process::Command::new(exe)
+            .arg("node")
+            .arg("--config")
+            .arg(config)
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting a node with {}", config.display()))?;
+        let last = Arc::new(Mutex::new(BTreeMap::new()));
+        let stopped = Arc::new(Mutex::new(None));
+        let stdout = child.stdout.take().expect("piped");
+        let (l, s) = (last.clone(), stopped.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if echo {
+                    println!("{line}");
+                }
+                if let Some(rest) = line.strip_prefix("status ") {
+                    *l.lock().expect("not poisoned") = status_fields(rest);
+                } else if let Some(rest) = line.strip_prefix("stopped ") {
+                    *s.lock().expect("not poisoned") = Some(status_fields(rest));
+                }
+            }
+        });
+        Ok(NodeChild {
+            config: config.to_path_buf(),
+            child,
+            last,
+            stopped,
+        })
     }
+
+    /// A numeric field of the latest status line (0 before the first).
+    pub fn get(&self, key: &str) -> u64 {
+        self.last
+            .lock()
+            .expect("not poisoned")
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+
+    /// SIGKILL: no clean shutdown.
+    pub fn kill_hard(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Asks for a clean stop (SIGTERM).
+    pub fn terminate(&self) {
+        // SAFETY: signalling our own child, which has not been waited for.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+
+    /// Stops it cleanly (SIGTERM) and returns its final status fields.
+    pub fn stop(mut self) -> Result<BTreeMap<String, String>> {
+        self.terminate();
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("{}: the node exited with {status}", self.config.display());
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(stopped) = self.stopped.lock().expect("not poisoned").clone() {
+                return Ok(stopped);
+            }
+            if Instant::now() > deadline {
+                bail!("{}: no final status line", self.config.display());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for NodeChild {
+    fn drop(&mut self) {
+        // Never leave a node behind (stop() has already reaped it, then this does nothing).
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until every node has applied everything the first (the leader) holds.
+pub fn wait_settled(nodes: &[NodeChild], timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let end = nodes[0].get("log_end");
+        if end > 0
+            && nodes
+                .iter()
+                .all(|n| n.get("applied") == end && n.get("commit") == end)
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the nodes did not settle within {timeout:?}: (log end, commit, applied) {:?}",
+                nodes
+                    .iter()
+                    .map(|n| (n.get("log_end"), n.get("commit"), n.get("applied")))
+                    .collect::<Vec<_>>()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A base port such that `base..base+count` and `base+100..base+100+count` are free UDP ports
+/// on 127.0.0.1 right now.
+pub fn free_base_port(count: u16) -> Result<u16> {
+    let seed = u64::from(std::process::id()) * 7919
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()));
+    for attempt in 0..200u64 {
+        let base = 30_000 + ((seed + attempt * 263) % 25_000) as u16;
+        let ports: Vec<u16> = (0..count)
+            .flat_map(|i| [base + i, base + 100 + i])
+            .collect();
+        let bound = ports
+            .iter()
+            .map_while(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).ok())
+            .count();
+        if bound == ports.len() {
+            return Ok(base);
+        }
+    }
+    bail!("no free range of UDP ports found")
 }
 
 /// `exchange cluster up`.
@@ -229,9 +371,10 @@ pub fn cluster_up(
         &format!("driver_idle = \"{idle}\""),
     )
     .with_context(|| format!("writing configuration files in {}", dir.display()))?;
+    let exe = std::env::current_exe()?;
     let mut children = Vec::new();
     for config in &configs {
-        children.push(spawn_node(config)?);
+        children.push(NodeChild::spawn(&exe, config, true)?);
     }
     println!(
         "cluster up: {nodes} node(s), configuration and journals in {}",
@@ -248,7 +391,7 @@ pub fn cluster_up(
     let mut failed = false;
     'wait: while !STOP.load(Ordering::Acquire) && duration.is_none_or(|d| started.elapsed() < d) {
         for (id, child) in children.iter_mut().enumerate() {
-            if let Some(status) = child.try_wait()? {
+            if let Some(status) = child.exited()? {
                 eprintln!("node {id} exited on its own ({status}); stopping the cluster");
                 failed = true;
                 break 'wait;
@@ -257,12 +400,11 @@ pub fn cluster_up(
         std::thread::sleep(Duration::from_millis(50));
     }
     for child in &children {
-        terminate(child);
+        child.terminate();
     }
-    for (id, child) in children.iter_mut().enumerate() {
-        let status = child.wait()?;
-        if !status.success() {
-            eprintln!("node {id}: {status}");
+    for (id, child) in children.into_iter().enumerate() {
+        if let Err(e) = child.stop() {
+            eprintln!("node {id}: {e:#}");
             failed = true;
         }
     }

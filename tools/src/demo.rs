@@ -1,6 +1,8 @@
-//! `exchange demo`: a replicated cluster in one process with a seeded order flow, then the proof
-//! that the replicas agree (journals byte-identical, state hashes and event digests equal, every
-//! journal verifies).
+//! `exchange demo`: a replicated cluster with a seeded order flow, then the proof that the
+//! replicas agree (journals byte-identical, state hashes and event digests equal, every journal
+//! verifies and replays offline to the same state). By default the nodes are processes talking
+//! Aeron over UDP on 127.0.0.1 and the order flow comes from the load generator over Aeron;
+//! `--in-process` runs the nodes in this process over an in-memory transport.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +19,12 @@ const CHECKPOINT_INTERVAL: u64 = 10_000;
 const BATCH: u64 = 256;
 const CLIENT_ID: u64 = 1;
 
-pub fn run(commands: u64, nodes: u8, seed: u64, dir: Option<PathBuf>) -> Result<ExitCode> {
+pub fn run_in_process(
+    commands: u64,
+    nodes: u8,
+    seed: u64,
+    dir: Option<PathBuf>,
+) -> Result<ExitCode> {
     let temporary = match &dir {
         Some(_) => None,
         None => Some(tempfile::Builder::new().prefix("exchange-demo").tempdir()?),
@@ -177,4 +184,139 @@ fn step(
         workload.accepted(account, order);
     }
     Ok(())
+}
+
+/// The demo over real processes: `nodes` node processes (`exchange node`), each with its own
+/// embedded media driver, replicating over UDP on 127.0.0.1; the load generator sends `commands`
+/// (open loop at `rate` per second, or closed loop when 0) over Aeron ingress; then every node is
+/// stopped cleanly and the replicas are compared.
+pub fn run_processes(
+    commands: u64,
+    nodes: u8,
+    seed: u64,
+    rate: u64,
+    dir: Option<PathBuf>,
+) -> Result<ExitCode> {
+    use crate::cluster::{free_base_port, install_signal_handlers, wait_settled, NodeChild, STOP};
+    use sequencer::loadgen::{self, percentiles_us, LoadConfig};
+
+    let temporary = match &dir {
+        Some(_) => None,
+        None => Some(tempfile::Builder::new().prefix("exchange-demo").tempdir()?),
+    };
+    let dir = dir.unwrap_or_else(|| temporary.as_ref().expect("made above").path().to_path_buf());
+    install_signal_handlers();
+    let base = free_base_port(nodes as u16 + 1)?;
+    let configs =
+        sequencer::config::write_local_cluster(&dir, nodes, base, "status_interval_ms = 100", "")
+            .with_context(|| format!("writing configuration files in {}", dir.display()))?;
+    println!(
+        "exchange demo: {nodes} node processes (each with its own Aeron media driver), UDP on 127.0.0.1:{base}.., configuration and journals in {}",
+        dir.display()
+    );
+    let exe = std::env::current_exe()?;
+    let children = configs
+        .iter()
+        .map(|c| NodeChild::spawn(&exe, c, false))
+        .collect::<Result<Vec<_>>>()?;
+    println!(
+        "  order flow: {commands} commands (seed {seed}) from the load generator over Aeron, {}",
+        if rate > 0 {
+            format!("open loop at {rate} commands/s")
+        } else {
+            "closed loop".into()
+        }
+    );
+    let driver = sequencer::driver::EmbeddedDriver::launch_invoked(
+        &sequencer::driver::unique_dir("demo-client"),
+    )?;
+    let aeron = sequencer::transport::connect(driver.dir())?;
+    let invoke = || {
+        driver.do_work();
+    };
+    let client_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64 | 1);
+    let mut config = LoadConfig::new(
+        &format!("127.0.0.1:{}", base + 100),
+        &format!("127.0.0.1:{}", base + nodes as u16),
+        client_id,
+    );
+    config.rate = rate;
+    config.commands = commands;
+    config.seed = seed;
+    config.in_flight_max = 8192;
+    let started = Instant::now();
+    let report = loadgen::run(&aeron, &config, &STOP, &invoke, &mut |sent, answered| {
+        println!(
+            "  {:>5.1}s  sent {sent:>9}  committed {answered:>9}  leader sequence {}",
+            started.elapsed().as_secs_f64(),
+            children[0].get("sequence")
+        );
+    })
+    .context("running the order flow")?;
+    drop(aeron);
+    drop(driver);
+    wait_settled(&children, Duration::from_secs(60))?;
+    let finals = children
+        .into_iter()
+        .map(|c| c.stop())
+        .collect::<Result<Vec<_>>>()?;
+
+    println!("\nsummary");
+    println!(
+        "  commands committed  {} of {commands} ({} rejected, {} resent) at {:.0} commands/s",
+        report.committed,
+        report.rejected,
+        report.resends,
+        report.throughput()
+    );
+    println!(
+        "  commit round trip   {} (client → leader → majority → applied → client, over UDP)",
+        percentiles_us(&report.histogram)
+    );
+    println!("  trades              {}", finals[0]["trades"]);
+    let dirs: Vec<PathBuf> = (0..nodes)
+        .map(|id| dir.join(format!("journal-{id}")))
+        .collect();
+    let mut agree = report.committed == commands;
+    for (id, fields) in finals.iter().enumerate() {
+        let verified =
+            journal::verify(&dirs[id]).with_context(|| format!("verifying node {id}'s journal"))?;
+        let replayed = replay_hash(&dirs[id])?;
+        println!(
+            "  node {id}: state hash {}, event digest {}, {} records verified, {} checkpoints verified, offline replay {replayed:016x}",
+            fields["state_hash"],
+            fields["event_digest"],
+            verified.records,
+            fields["checkpoints_verified"]
+        );
+        agree &= fields["state_hash"] == finals[0]["state_hash"]
+            && fields["event_digest"] == finals[0]["event_digest"]
+            && format!("{replayed:016x}") == fields["state_hash"];
+    }
+    match sequencer::local::compare_journals(&dirs)? {
+        None => println!("  journals            byte-identical on all {nodes} nodes"),
+        Some(difference) => {
+            println!("  journals            DIFFER: {difference}");
+            agree = false;
+        }
+    }
+    if agree {
+        println!("agreement: every replica has the same journal, state hash and event stream");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("DISAGREEMENT: the replicas differ");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Replays a journal offline into a fresh matcher; returns its state hash.
+fn replay_hash(dir: &std::path::Path) -> Result<u64> {
+    let mut log = sequencer::log::ReadOnlyLog::open(dir)?;
+    let mut state = sequencer::node::MatcherState::new(sequencer::workload::matcher_config())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut applier = sequencer::apply::Applier::new(10_000);
+    applier.apply_committed(&mut log, u64::MAX, &mut state, &mut |_| {})?;
+    Ok(state.matcher.state_hash())
 }

@@ -8,8 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use journal::Reader;
 
-mod cluster;
-mod demo;
+use tools::{cluster, demo};
 
 #[derive(Parser)]
 #[command(
@@ -24,12 +23,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs the demo: a replicated cluster in this process (nodes over real journals, the real
-    /// matcher, in-memory transport), a seeded order flow, then proof that every replica agrees.
+    /// Runs the demo: a replicated cluster of node processes (each with its own Aeron media
+    /// driver, UDP on 127.0.0.1), a seeded order flow from the load generator over Aeron, then
+    /// proof that every replica agrees (byte-identical journals, equal state hashes and event
+    /// digests, offline replay of every journal to the same state). Exit status 1 if not.
     Demo {
         /// Commands to send.
         #[arg(long, default_value_t = 1_000_000)]
         commands: u64,
+        /// Offered commands per second (open loop); 0 = closed loop, as fast as the cluster goes.
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Run the nodes in this process over an in-memory transport instead.
+        #[arg(long)]
+        in_process: bool,
         /// Nodes in the cluster.
         #[arg(long, default_value_t = 3)]
         nodes: u8,
@@ -173,10 +180,18 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo {
             commands,
+            rate,
+            in_process,
             nodes,
             seed,
             dir,
-        } => demo::run(commands, nodes, seed, dir),
+        } => {
+            if in_process {
+                demo::run_in_process(commands, nodes, seed, dir)
+            } else {
+                demo::run_processes(commands, nodes, seed, rate, dir)
+            }
+        }
         Command::Simulate { seeds, start, seed } => simulate(seeds, start, seed),
         Command::Node { config } => cluster::node(&config),
         Command::Cluster {

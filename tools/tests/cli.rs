@@ -6,12 +6,53 @@ fn exchange() -> Command {
     Command::cargo_bin("exchange").unwrap()
 }
 
+/// The README's main job: node processes over Aeron UDP, load from the load generator, proof of
+/// agreement (including an offline replay of every journal).
+#[test]
+fn demo_with_node_processes_reports_agreement() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+    let output = exchange()
+        .args(["demo", "--commands", "20000", "--dir", path])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("commands committed  20000 of 20000 (0 rejected"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("journals            byte-identical on all 3 nodes"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("agreement: every replica"), "{stdout}");
+    let replays: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("offline replay "))
+        .collect();
+    assert_eq!(replays.len(), 3, "{stdout}");
+    for line in replays {
+        let hash = &line[line.find("state hash ").unwrap() + 11..][..16];
+        assert!(line.ends_with(&format!("offline replay {hash}")), "{line}");
+    }
+    // The nodes stopped cleanly: no process left, journals verify.
+    for id in 0..3 {
+        let journal = dir.path().join(format!("journal-{id}"));
+        assert!(journal::verify(&journal).is_ok());
+    }
+}
+
 #[test]
 fn demo_reports_agreement_of_every_replica() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_str().unwrap();
     let output = exchange()
-        .args(["demo", "--commands", "20000", "--dir", path])
+        .args(["demo", "--in-process", "--commands", "20000", "--dir", path])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -90,7 +131,16 @@ fn journal_verify_names_the_damaged_place() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_str().unwrap();
     exchange()
-        .args(["demo", "--commands", "100", "--nodes", "1", "--dir", path])
+        .args([
+            "demo",
+            "--in-process",
+            "--commands",
+            "100",
+            "--nodes",
+            "1",
+            "--dir",
+            path,
+        ])
         .assert()
         .success();
     let node0 = dir.path().join("node-0");
@@ -138,7 +188,7 @@ fn journal_replay_rebuilds_the_state_the_cluster_reached() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_str().unwrap();
     let demo = exchange()
-        .args(["demo", "--commands", "30000", "--dir", path])
+        .args(["demo", "--in-process", "--commands", "30000", "--dir", path])
         .output()
         .unwrap();
     let demo_text = String::from_utf8_lossy(&demo.stdout);
