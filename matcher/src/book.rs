@@ -372,7 +372,7 @@ pub struct Matcher {
     pub(crate) scratch: Vec<(u64, u32)>,
     pub(crate) client_order_ids: ClientTable,
     pub(crate) accounts: Vec<Account>,
-    pub(crate) account_ids: Table<u64>,
+    pub(crate) account_ids: Table<u32>,
     pub(crate) trade_id_next: u64,
     pub(crate) sequence_last: u64,
     pub(crate) timestamp_ns_last: u64,
@@ -578,8 +578,7 @@ impl Matcher {
                         crate::prefetch::prefetch(tail);
                     }
                 }
-                if let Some(account_slot) = self.account_ids.get(u64::from(record.account_id.get()))
-                {
+                if let Some(account_slot) = self.account_ids.get(record.account_id.get()) {
                     let client_order_id = record.client_order_id.get();
                     // Only an id the account may already use is looked up (`client_order_slot`).
                     if client_order_id <= self.accounts[account_slot as usize].client_order_id_max {
@@ -829,7 +828,7 @@ impl Matcher {
         if instrument.halted {
             return Err(RejectReason::InstrumentHalted);
         }
-        let account_slot = self.account_ids.get(u64::from(order.account_id));
+        let account_slot = self.account_ids.get(order.account_id);
         if let Some(slot) = account_slot {
             if self.accounts[slot as usize].killed {
                 return Err(RejectReason::AccountKilled);
@@ -1112,7 +1111,7 @@ impl Matcher {
             None => None,
         };
         let mut count = 0u64;
-        if let Some(account_slot) = self.account_ids.get(u64::from(mass.account_id)) {
+        if let Some(account_slot) = self.account_ids.get(mass.account_id) {
             let orders = self.account_orders(account_slot);
             for (_, slot) in orders.iter().copied() {
                 let order = &self.orders[slot as usize];
@@ -1244,7 +1243,7 @@ impl Matcher {
         on: bool,
         sink: &mut S,
     ) -> Result<(), RejectReason> {
-        let account_slot = match self.account_ids.get(u64::from(account_id)) {
+        let account_slot = match self.account_ids.get(account_id) {
             Some(slot) => slot,
             None if self.account_ids.is_full() => return Err(RejectReason::Capacity),
             None => self.register_account(account_id),
@@ -1720,7 +1719,7 @@ impl Matcher {
             (slot as usize) < self.accounts.len(),
             "caller checks capacity"
         );
-        self.account_ids.insert(u64::from(account_id), slot);
+        self.account_ids.insert(account_id, slot);
         let account = &mut self.accounts[slot as usize];
         *account = Account {
             account_id,
@@ -1911,7 +1910,7 @@ impl Matcher {
     /// Whether the account's kill switch is on.
     pub fn account_killed(&self, account_id: u32) -> bool {
         self.account_ids
-            .get(u64::from(account_id))
+            .get(account_id)
             .is_some_and(|slot| self.accounts[slot as usize].killed)
     }
 

@@ -276,7 +276,7 @@ impl Matcher {
                 &Command::KillSwitch { account_id, on },
                 &mut Discard,
             );
-            if matcher.account_ids.get(u64::from(account_id)).is_none() {
+            if matcher.account_ids.get(account_id).is_none() {
                 return Err(SnapshotError::Capacity { what: "accounts" });
             }
         }
@@ -348,7 +348,7 @@ impl Matcher {
             .ok_or(invalid("order instrument"))?;
         let account_slot = self
             .account_ids
-            .get(u64::from(entry.account_id.get()))
+            .get(entry.account_id.get())
             .ok_or(invalid("order account"))?;
         if self.accounts[account_slot as usize].killed {
             return Err(invalid("order of killed account"));

@@ -21,6 +21,13 @@ impl TableKey for u64 {
     }
 }
 
+impl TableKey for u32 {
+    #[inline(always)]
+    fn hash64(&self) -> u64 {
+        u64::from(*self)
+    }
+}
+
 /// (account slot, client order id): packed to 12 bytes so that a table entry is 16.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C, packed(4))]
@@ -376,7 +383,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     #[test]
-    fn entries_are_16_bytes() {
+    fn entry_sizes() {
+        assert_eq!(core::mem::size_of::<Entry<u32>>(), 8);
         assert_eq!(core::mem::size_of::<Entry<u64>>(), 16);
         assert_eq!(core::mem::size_of::<Entry<ClientKey>>(), 16);
     }
