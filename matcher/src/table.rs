@@ -204,10 +204,10 @@ pub struct ClientTable {
     /// Entries in `entries` (applied inserts minus applied removals).
     len: u32,
     capacity: u32,
+    /// A ring of queued operations; an empty place has slot `EMPTY`.
     pending: [ClientOperation; CLIENT_TABLE_PENDING],
-    /// Index in `pending` of the oldest queued operation.
-    pending_head: usize,
-    pending_len: usize,
+    /// The oldest place of the ring: the next operation replaces (and first applies) it.
+    pending_next: usize,
 }
 
 impl ClientTable {
@@ -238,8 +238,7 @@ impl ClientTable {
                 },
                 insert: false,
             }; CLIENT_TABLE_PENDING],
-            pending_head: 0,
-            pending_len: 0,
+            pending_next: 0,
         }
     }
 
@@ -259,8 +258,7 @@ impl ClientTable {
     #[inline]
     pub fn get(&self, key: ClientKey, is_key: impl Fn(u32) -> bool) -> Option<u32> {
         let hash32 = Self::hash32(key);
-        for offset in 0..self.pending_len {
-            let operation = self.pending[(self.pending_head + offset) % CLIENT_TABLE_PENDING];
+        for operation in &self.pending {
             if operation.insert && operation.entry.hash == hash32 && is_key(operation.entry.slot) {
                 return Some(operation.entry.slot);
             }
@@ -312,14 +310,11 @@ impl ClientTable {
     #[inline]
     fn queue(&mut self, operation: ClientOperation) {
         crate::prefetch::prefetch(&self.entries[self.home(operation.entry.hash)]);
-        if self.pending_len == CLIENT_TABLE_PENDING {
-            let oldest = self.pending[self.pending_head];
-            self.pending_head = (self.pending_head + 1) % CLIENT_TABLE_PENDING;
-            self.pending_len -= 1;
+        let oldest = core::mem::replace(&mut self.pending[self.pending_next], operation);
+        self.pending_next = (self.pending_next + 1) % CLIENT_TABLE_PENDING;
+        if oldest.entry.slot != EMPTY {
             self.apply(oldest);
         }
-        self.pending[(self.pending_head + self.pending_len) % CLIENT_TABLE_PENDING] = operation;
-        self.pending_len += 1;
     }
 
     fn apply(&mut self, operation: ClientOperation) {
