@@ -134,6 +134,7 @@ pub fn run(
     invoke: &dyn Fn(),
     on_progress: &mut dyn FnMut(u64, u64),
 ) -> Result<LoadReport, LoadError> {
+    crate::runtime::precise_sleeps();
     let mut client = Client::connect_invoking(
         aeron,
         config.client_id,

@@ -439,6 +439,7 @@ pub fn run_node(
     on_status: &mut dyn FnMut(&NodeStatus),
 ) -> Result<NodeStatus, RuntimeError> {
     let node_id = checked.agent.replica.node_id;
+    precise_sleeps();
     if let Some(cpu) = checked.cpu {
         if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
             return Err(RuntimeError::Config(format!(
@@ -479,4 +480,14 @@ pub fn run_node(
     let status = agent.shutdown()?;
     drop(agent);
     Ok(status)
+}
+
+/// Asks the kernel for 1 µs timer slack on this thread (the default is 50 µs), so the short sleeps
+/// of the backoff idle strategy end when asked: a node that dozes off between messages wakes in
+/// time for the next.
+pub fn precise_sleeps() {
+    // SAFETY: PR_SET_TIMERSLACK takes a plain integer and affects only the calling thread.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong);
+    }
 }
