@@ -10,7 +10,8 @@
 //!
 //! `cargo bench -p benches --bench cluster`; `CLUSTER_BENCH_NODES=1,3,5`,
 //! `CLUSTER_BENCH_RATES=10000,50000,...`, `CLUSTER_BENCH_SECONDS=3`,
-//! `CLUSTER_BENCH_IDLE=yield|backoff|busy-spin`. Without `--bench` (as `cargo test` runs it) a
+//! `CLUSTER_BENCH_IDLE=yield|backoff|busy-spin`, `CLUSTER_BENCH_MAX_SLEEP_US=20` (backoff's
+//! longest sleep). Without `--bench` (as `cargo test` runs it) a
 //! small smoke run checks that it works.
 
 use std::io::Read;
@@ -193,6 +194,7 @@ fn ping_pong(samples: u64, idle: &str) -> Histogram<u64> {
 
 struct RateResult {
     offered: u64,
+    in_flight: usize,
     achieved: f64,
     histogram: Histogram<u64>,
     blocked: Duration,
@@ -212,7 +214,10 @@ fn cluster(
         dir.path(),
         nodes,
         base,
-        &format!("idle = \"{idle}\""),
+        &format!(
+            "idle = \"{idle}\"\nidle_max_sleep_us = {}",
+            env_or("CLUSTER_BENCH_MAX_SLEEP_US", 20u64)
+        ),
         &format!("driver_idle = \"{idle}\""),
     )
     .unwrap();
@@ -230,13 +235,13 @@ fn cluster(
     let aeron = connect(driver.dir()).unwrap();
     let stop = AtomicBool::new(false);
     let mut client_id = 1000 * nodes as u64;
-    let mut run = |rate: u64, commands: u64, warmup: u64| -> RateResult {
+    let mut run = |rate: u64, commands: u64, warmup: u64, in_flight: usize| -> RateResult {
         client_id += 1;
         let mut config = LoadConfig::new(&leader_ingress, &response, client_id);
         config.rate = rate;
         config.commands = commands;
         config.warmup = warmup;
-        config.in_flight_max = if rate == 0 { 16_384 } else { 1 << 20 };
+        config.in_flight_max = in_flight;
         config.stall_timeout = Duration::from_secs(30);
         let report =
             loadgen::run(&aeron, &config, &stop, &invoke, &mut |_, _| {}).expect("load runs");
@@ -247,6 +252,7 @@ fn cluster(
         );
         RateResult {
             offered: rate,
+            in_flight,
             achieved: report.throughput(),
             histogram: report.histogram,
             blocked: report.blocked,
@@ -254,15 +260,17 @@ fn cluster(
         }
     };
     // One warm-up pass creates the instrument, connects, and faults in the journals.
-    run(2_000, 2_000, 0);
-    let mut results = Vec::new();
+    run(2_000, 2_000, 0, 1 << 20);
+    // One command at a time, closed loop: the round trip of an unloaded cluster, comparable with
+    // the ping-pong (also one message in flight).
+    let mut results = vec![run(0, (20_000.0 * seconds) as u64, 2_000, 1)];
     for &rate in rates {
         let commands = ((rate as f64 * seconds) as u64).max(1000);
-        results.push(run(rate, commands, commands / 5));
+        results.push(run(rate, commands, commands / 5, 1 << 20));
     }
     let saturation = (seconds >= 1.0).then(|| {
         let commands = 1_000_000.min((600_000.0 * seconds) as u64);
-        run(0, commands, commands / 10)
+        run(0, commands, commands / 10, 16_384)
     });
     drop(aeron);
     drop(driver);
@@ -320,7 +328,7 @@ fn main() {
         let (results, saturation) = cluster(n, &rates, seconds, &idle);
         for r in results.iter().chain(saturation.iter()) {
             let offered = if r.offered == 0 {
-                "closed loop, 16k in flight".to_string()
+                format!("closed loop, {} in flight", r.in_flight)
             } else {
                 format_rate(r.offered as f64)
             };
