@@ -157,6 +157,10 @@ enum JournalCommand {
         #[arg(long, default_value_t = 10_000)]
         checkpoint_interval: u64,
     },
+    /// Compares two journals (two nodes' copies of the log) record by record and names the first
+    /// difference (position, sequence, term, type, first differing byte), or where one ends;
+    /// then replays both and compares their state hashes. Exit status 1 if they differ.
+    Diff { a: PathBuf, b: PathBuf },
     /// Prints records, human-readably or as JSON lines.
     Dump {
         dir: PathBuf,
@@ -256,6 +260,9 @@ fn main() -> ExitCode {
                     limit,
                 },
         } => dump(&dir, from, to, json, limit),
+        Command::Journal {
+            command: JournalCommand::Diff { a, b },
+        } => diff(&a, &b),
     };
     match result {
         Ok(code) => code,
@@ -333,6 +340,99 @@ fn replay(dir: &Path, to: Option<u64>, checkpoint_interval: u64) -> Result<ExitC
         level(matcher::Side::Sell)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn diff(a: &Path, b: &Path) -> Result<ExitCode> {
+    let open = |dir: &Path| Reader::open(dir).with_context(|| format!("opening {}", dir.display()));
+    let (mut ra, mut rb) = (open(a)?, open(b)?);
+    let describe = |r: &journal::Record<'_>| {
+        format!(
+            "sequence {} term {} type {} ({} payload bytes)",
+            r.meta.sequence,
+            r.meta.term,
+            r.meta.record_type,
+            r.payload.len()
+        )
+    };
+    let mut records = 0u64;
+    let mut same = true;
+    loop {
+        match (ra.next_record()?, rb.next_record()?) {
+            (None, None) => break,
+            (Some(x), None) => {
+                println!(
+                    "{} ends at position {} after {records} identical records; {} continues with {}",
+                    b.display(),
+                    x.position,
+                    a.display(),
+                    describe(&x)
+                );
+                same = false;
+                break;
+            }
+            (None, Some(y)) => {
+                println!(
+                    "{} ends at position {} after {records} identical records; {} continues with {}",
+                    a.display(),
+                    y.position,
+                    b.display(),
+                    describe(&y)
+                );
+                same = false;
+                break;
+            }
+            (Some(x), Some(y)) => {
+                if x.position != y.position || x.frame != y.frame {
+                    // The checksum (bytes 0..4) differs whenever anything else does: name the
+                    // first differing byte after it (the header is 40 bytes, then the payload).
+                    let byte = x
+                        .frame
+                        .iter()
+                        .zip(y.frame)
+                        .skip(4)
+                        .position(|(p, q)| p != q)
+                        .map_or(x.frame.len().min(y.frame.len()), |p| p + 4);
+                    println!(
+                        "first difference at position {} (record {}): {} has {}, {} has {}; frames differ from byte {byte}",
+                        x.position,
+                        records + 1,
+                        a.display(),
+                        describe(&x),
+                        b.display(),
+                        describe(&y)
+                    );
+                    same = false;
+                    break;
+                }
+                records += 1;
+            }
+        }
+    }
+    if same {
+        println!("journals identical: {records} records");
+    }
+    let hash = |dir: &Path| -> Result<u64> {
+        use sequencer::apply::Applier;
+        use sequencer::log::ReadOnlyLog;
+        let mut log = ReadOnlyLog::open(dir)?;
+        let mut state = sequencer::node::MatcherState::new(sequencer::workload::matcher_config())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut applier = Applier::new(u64::MAX);
+        applier.apply_committed(&mut log, u64::MAX, &mut state, &mut |_| {})?;
+        Ok(state.matcher.state_hash())
+    };
+    let (ha, hb) = (hash(a)?, hash(b)?);
+    println!(
+        "state hash {ha:016x} ({}), {hb:016x} ({}): {}",
+        a.display(),
+        b.display(),
+        if ha == hb { "equal" } else { "DIFFERENT" }
+    );
+    Ok(if same && ha == hb {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {

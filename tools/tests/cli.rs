@@ -234,3 +234,77 @@ fn journal_replay_rebuilds_the_state_the_cluster_reached() {
     );
     assert!(!text.contains(&format!("state hash {hash}")), "{text}");
 }
+
+/// Writes a journal of client commands: the instrument, then `flow` commands of the seeded flow,
+/// with `last` replacing the final one's bytes when given.
+fn write_journal(dir: &std::path::Path, flow: u64, last: Option<u64>) {
+    let mut journal = journal::Journal::open(journal::JournalConfig::new(dir)).unwrap();
+    let mut workload = sequencer::workload::Workload::new(3, 10);
+    let commands: Vec<_> = std::iter::once(sequencer::workload::add_instrument())
+        .chain((0..flow).map(|_| workload.next_command()))
+        .collect();
+    for (i, command) in commands.iter().enumerate() {
+        let client_sequence = match last {
+            Some(replacement) if i == commands.len() - 1 => replacement,
+            _ => i as u64 + 1,
+        };
+        let mut payload = 7u64.to_le_bytes().to_vec();
+        payload.extend_from_slice(&client_sequence.to_le_bytes());
+        payload.extend_from_slice(command.as_bytes());
+        let meta = journal::RecordMeta {
+            record_type: sequencer::protocol::RECORD_CLIENT_COMMAND,
+            flags: 0,
+            sequence: i as u64 + 1,
+            term: 1,
+            timestamp_ns: 1_000 + i as u64,
+        };
+        journal.append(&meta, &payload).unwrap();
+    }
+    journal.sync().unwrap();
+}
+
+#[test]
+fn journal_diff_names_the_first_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
+    write_journal(&a, 50, None);
+    write_journal(&b, 50, Some(99));
+    write_journal(&c, 40, None);
+    let run = |x: &std::path::Path, y: &std::path::Path| {
+        let output = exchange()
+            .args(["journal", "diff", x.to_str().unwrap(), y.to_str().unwrap()])
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+        )
+    };
+    let (ok, text) = run(&a, &a);
+    assert!(ok, "{text}");
+    assert!(text.starts_with("journals identical: 51 records"), "{text}");
+    assert!(text.contains(": equal"), "{text}");
+    // The last record differs in its client sequence (payload bytes 8..16: frame byte 48).
+    let (ok, text) = run(&a, &b);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("(record 51): ")
+            && text.contains("has sequence 51 term 1 type 1 (80 payload bytes)"),
+        "{text}"
+    );
+    assert!(text.contains("frames differ from byte 48"), "{text}");
+    // A prefix: c ends where a continues.
+    let (ok, text) = run(&a, &c);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("ends at position")
+            && text.contains("after 41 identical records")
+            && text.contains("continues with sequence 42"),
+        "{text}"
+    );
+    assert!(text.contains("DIFFERENT"), "{text}");
+}
