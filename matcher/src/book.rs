@@ -15,7 +15,7 @@ use crate::event::{
     FLAG_PRIORITY_KEPT, FLAG_TAKER_DONE, STATUS_HALTED, STATUS_TRADING,
 };
 use crate::hash;
-use crate::table::{ClientKey, ClientTable, Table};
+use crate::table::{ClientKey, ClientTable, QueuedTable, Table};
 use zerocopy::little_endian::{I64, U32, U64};
 
 /// "No slot / no level" marker.
@@ -363,7 +363,7 @@ pub struct Matcher {
     pub(crate) order_index: Vec<u32>,
     pub(crate) order_index_mask: u64,
     /// Order id → slot for the orders whose cell was taken when they arrived.
-    pub(crate) order_overflow: Table<u64>,
+    pub(crate) order_overflow: QueuedTable<u64>,
     /// The account slot of the order in each pool slot (stale once it leaves): a compact array
     /// for the mass cancel and kill switch scans.
     pub(crate) order_accounts: Vec<u32>,
@@ -446,7 +446,7 @@ impl Matcher {
             orders_live: 0,
             order_index: vec![NIL; order_index_cells as usize],
             order_index_mask: order_index_cells - 1,
-            order_overflow: Table::new(config.order_capacity),
+            order_overflow: QueuedTable::new(config.order_capacity),
             order_accounts: vec![NIL; config.order_capacity as usize],
             scratch: Vec::with_capacity(config.order_capacity as usize),
             client_order_ids: ClientTable::new(config.order_capacity),

@@ -28,6 +28,90 @@ impl TableKey for u32 {
     }
 }
 
+impl<K: TableKey> Table<K> {
+    /// Starts loading the cache line where a lookup of `key` begins.
+    #[inline]
+    pub fn prefetch(&self, key: K) {
+        crate::prefetch::prefetch(&self.entries[hash::slot_of(key.hash64(), self.bits)]);
+    }
+}
+
+/// Inserts a [`QueuedTable`] holds back before touching its entries (see
+/// [`CLIENT_TABLE_PENDING`] for why).
+pub const TABLE_PENDING: usize = 8;
+const _: () = assert!(TABLE_PENDING.is_power_of_two());
+
+/// A [`Table`] whose inserts are queued: each prefetches its entry and is carried out
+/// [`TABLE_PENDING`] inserts later. Lookups and removals check the queue first, so it behaves
+/// exactly like the table it wraps.
+pub struct QueuedTable<K: TableKey> {
+    table: Table<K>,
+    /// A ring of queued inserts; an empty place has value `EMPTY`.
+    pending: [Entry<K>; TABLE_PENDING],
+    /// The oldest place of the ring: the next insert replaces (and first carries out) it.
+    pending_next: usize,
+    pending_len: u32,
+}
+
+impl<K: TableKey> QueuedTable<K> {
+    /// A table that holds up to `capacity` entries (queued ones included).
+    pub fn new(capacity: u32) -> QueuedTable<K> {
+        QueuedTable {
+            table: Table::new(capacity),
+            pending: [Entry {
+                key: K::default(),
+                value: EMPTY,
+            }; TABLE_PENDING],
+            pending_next: 0,
+            pending_len: 0,
+        }
+    }
+
+    /// Entries stored, queued ones included.
+    #[inline]
+    pub fn len(&self) -> u32 {
+        self.table.len() + self.pending_len
+    }
+
+    /// The value stored under `key`.
+    #[inline]
+    pub fn get(&self, key: K) -> Option<u32> {
+        for entry in &self.pending {
+            if entry.value != EMPTY && entry.key == key {
+                return Some(entry.value);
+            }
+        }
+        self.table.get(key)
+    }
+
+    /// Queues the insert of a key that must not be present. Panics if full.
+    #[inline]
+    pub fn insert(&mut self, key: K, value: u32) {
+        assert!(value != EMPTY);
+        assert!(self.len() < self.table.capacity, "table over capacity");
+        self.table.prefetch(key);
+        let oldest = core::mem::replace(&mut self.pending[self.pending_next], Entry { key, value });
+        self.pending_next = (self.pending_next + 1) % TABLE_PENDING;
+        if oldest.value == EMPTY {
+            self.pending_len += 1;
+        } else {
+            self.table.insert(oldest.key, oldest.value);
+        }
+    }
+
+    /// Removes `key`, which must be present, and returns its value.
+    #[inline]
+    pub fn remove(&mut self, key: K) -> u32 {
+        for entry in &mut self.pending {
+            if entry.value != EMPTY && entry.key == key {
+                self.pending_len -= 1;
+                return core::mem::replace(&mut entry.value, EMPTY);
+            }
+        }
+        self.table.remove(key)
+    }
+}
+
 /// (account slot, client order id): packed to 12 bytes so that a table entry is 16.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C, packed(4))]
@@ -452,6 +536,34 @@ mod tests {
             orders[3] = None;
         }
         assert!(table.len <= CLIENT_TABLE_PENDING as u32);
+    }
+
+    #[test]
+    fn queued_table_matches_btreemap() {
+        let mut table = QueuedTable::<u64>::new(64);
+        let mut model = BTreeMap::new();
+        let mut state = 4321u64;
+        for step in 0..20_000u32 {
+            state = hash::mix2(state, u64::from(step));
+            let key = state % 200;
+            if let Some(value) = model.get(&key).copied() {
+                assert_eq!(table.get(key), Some(value));
+                if state % 3 != 0 {
+                    assert_eq!(table.remove(key), value);
+                    model.remove(&key);
+                }
+            } else {
+                assert_eq!(table.get(key), None);
+                if table.len() < 64 {
+                    table.insert(key, step);
+                    model.insert(key, step);
+                }
+            }
+            assert_eq!(table.len() as usize, model.len());
+        }
+        for (key, value) in model {
+            assert_eq!(table.get(key), Some(value));
+        }
     }
 
     #[test]
