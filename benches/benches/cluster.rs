@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use benches::{format_ns, format_rate, histogram, machine, table_row};
 use hdrhistogram::Histogram;
-use sequencer::config::{write_local_cluster, NodeConfig};
+use sequencer::config::{free_base_port, write_local_cluster, NodeConfig};
 use sequencer::driver::{unique_dir, EmbeddedDriver};
 use sequencer::loadgen::{self, LoadConfig};
 use sequencer::transport::{await_added, channel, connect, AeronReceiver};
@@ -74,25 +74,6 @@ fn stop_child(mut child: Child) {
     let _ = child.wait();
 }
 
-/// A base port with base..base+nodes and base+100.. free.
-fn free_base_port(nodes: u16) -> u16 {
-    let seed = std::process::id() as u64 * 7919;
-    for attempt in 0..200u64 {
-        let base = 30_000 + ((seed + attempt * 263) % 25_000) as u16;
-        let ports: Vec<u16> = (0..nodes + 1)
-            .flat_map(|i| [base + i, base + 100 + i])
-            .collect();
-        let sockets: Vec<_> = ports
-            .iter()
-            .map_while(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).ok())
-            .collect();
-        if sockets.len() == ports.len() {
-            return base;
-        }
-    }
-    panic!("no free UDP port range");
-}
-
 /// Child role: one node, until stdin closes.
 fn run_node_role(config: &Path) {
     let checked = NodeConfig::load(config).expect("valid node config");
@@ -140,7 +121,7 @@ fn run_pong_role(args: &str) {
 
 /// The baseline: round trips of a 32-byte message to another process and back over Aeron UDP.
 fn ping_pong(samples: u64, idle: &str) -> Histogram<u64> {
-    let base = free_base_port(1);
+    let base = free_base_port(1).expect("free ports");
     let (ping_endpoint, pong_endpoint) = (
         format!("127.0.0.1:{base}"),
         format!("127.0.0.1:{}", base + 100),
@@ -209,7 +190,8 @@ fn cluster(
     idle: &str,
 ) -> (Vec<RateResult>, Option<RateResult>) {
     let dir = tempfile::tempdir().unwrap();
-    let base = free_base_port(nodes as u16);
+    // The nodes' ports and one more for the client's responses.
+    let base = free_base_port(nodes as u16 + 1).expect("free ports");
     let configs = write_local_cluster(
         dir.path(),
         nodes,

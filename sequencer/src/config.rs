@@ -64,7 +64,7 @@ pub struct NodeSection {
     #[serde(default)]
     pub cpu: Option<usize>,
     /// Print a status line this often (0: never).
-    #[serde(default = "default_status_interval_ms")]
+    #[serde(default)]
     pub status_interval_ms: u64,
 }
 
@@ -94,52 +94,41 @@ pub struct ClusterSection {
 
 /// `[journal]`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct JournalSection {
     /// Directory of the segment files (created if missing). Default: `journal-<node id>` beside
     /// the configuration file.
-    #[serde(default)]
     pub dir: Option<PathBuf>,
-    #[serde(default = "default_segment_size_mib")]
     pub segment_size_mib: u64,
     /// `"none"` (replication is the durability; default) or `"group-commit"` (fdatasync batches
     /// through io_uring; a node acknowledges only what is on disk).
-    #[serde(default = "default_sync")]
     pub sync: String,
 }
 
 /// `[aeron]`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct AeronSection {
     /// The media driver directory. Default: a new directory under /dev/shm, named after the node
     /// and the process, deleted on start and on exit.
-    #[serde(default)]
     pub dir: Option<PathBuf>,
     /// What the embedded driver's thread does when idle: `"backoff"` (default; parks up to
     /// `driver_max_park_us`), `"yield"` or `"busy-spin"`.
-    #[serde(default = "default_idle")]
     pub driver_idle: String,
-    #[serde(default = "default_driver_max_park_us")]
     pub driver_max_park_us: u64,
     /// false (default): the embedded driver runs inside the node's own duty cycle, one thread per
     /// node (best when cores are few). true: the driver gets a thread of its own (`driver_idle`
     /// applies to it), which suits machines with a core to spare per driver.
-    #[serde(default)]
     pub driver_thread: bool,
 }
 
 /// `[matcher]`: pre-allocated capacities (the same on every member).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct MatcherSection {
-    #[serde(default = "default_order_capacity")]
     pub order_capacity: u32,
-    #[serde(default = "default_level_capacity")]
     pub level_capacity: u32,
-    #[serde(default = "default_instrument_capacity")]
     pub instrument_capacity: u32,
-    #[serde(default = "default_account_capacity")]
     pub account_capacity: u32,
 }
 
@@ -148,12 +137,6 @@ fn default_idle() -> String {
 }
 fn default_idle_max_sleep_us() -> u64 {
     1000
-}
-fn default_driver_max_park_us() -> u64 {
-    100
-}
-fn default_status_interval_ms() -> u64 {
-    0
 }
 fn default_checkpoint_interval() -> u64 {
     10_000
@@ -167,31 +150,13 @@ fn default_resend_timeout_ms() -> u64 {
 fn default_window_bytes() -> u64 {
     4 << 20
 }
-fn default_segment_size_mib() -> u64 {
-    64
-}
-fn default_sync() -> String {
-    "none".into()
-}
-fn default_order_capacity() -> u32 {
-    crate::workload::matcher_config().order_capacity
-}
-fn default_level_capacity() -> u32 {
-    crate::workload::matcher_config().level_capacity
-}
-fn default_instrument_capacity() -> u32 {
-    crate::workload::matcher_config().instrument_capacity
-}
-fn default_account_capacity() -> u32 {
-    crate::workload::matcher_config().account_capacity
-}
 
 impl Default for JournalSection {
     fn default() -> Self {
         JournalSection {
             dir: None,
-            segment_size_mib: default_segment_size_mib(),
-            sync: default_sync(),
+            segment_size_mib: 64,
+            sync: "none".into(),
         }
     }
 }
@@ -201,7 +166,7 @@ impl Default for AeronSection {
         AeronSection {
             dir: None,
             driver_idle: default_idle(),
-            driver_max_park_us: default_driver_max_park_us(),
+            driver_max_park_us: 100,
             driver_thread: false,
         }
     }
@@ -209,11 +174,12 @@ impl Default for AeronSection {
 
 impl Default for MatcherSection {
     fn default() -> Self {
+        let workload = crate::workload::matcher_config();
         MatcherSection {
-            order_capacity: default_order_capacity(),
-            level_capacity: default_level_capacity(),
-            instrument_capacity: default_instrument_capacity(),
-            account_capacity: default_account_capacity(),
+            order_capacity: workload.order_capacity,
+            level_capacity: workload.level_capacity,
+            instrument_capacity: workload.instrument_capacity,
+            account_capacity: workload.account_capacity,
         }
     }
 }
@@ -242,11 +208,11 @@ impl NodeConfig {
             source,
         })?;
         let base = file.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, file, base)?.check(file, base)
+        Self::parse(&text, file)?.check(file, base)
     }
 
     /// Parses TOML text; `file` names it in errors.
-    pub fn parse(text: &str, file: &Path, _base: &Path) -> Result<NodeConfig, ConfigError> {
+    pub fn parse(text: &str, file: &Path) -> Result<NodeConfig, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
             file: file.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
@@ -447,6 +413,33 @@ impl NodeConfig {
     }
 }
 
+/// A base port such that `base..base+count` and `base+100..base+100+count` are free UDP ports on
+/// 127.0.0.1 right now: the layout [`write_local_cluster`] uses (and one more port each for a
+/// client, when `count` is one above the number of nodes).
+pub fn free_base_port(count: u16) -> std::io::Result<u16> {
+    let seed = u64::from(std::process::id()) * 7919
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()));
+    for attempt in 0..200u64 {
+        let base = 30_000 + ((seed + attempt * 263) % 25_000) as u16;
+        let ports: Vec<u16> = (0..count)
+            .flat_map(|i| [base + i, base + 100 + i])
+            .collect();
+        let bound = ports
+            .iter()
+            .map_while(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).ok())
+            .count();
+        if bound == ports.len() {
+            return Ok(base);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free range of UDP ports found on 127.0.0.1",
+    ))
+}
+
 /// Writes the configuration files of a local cluster of `nodes` members on 127.0.0.1, ports from
 /// `base_port` (replication `base_port + i`, ingress `base_port + 100 + i`), journals in
 /// `dir/journal-<i>`; `node_keys` and `aeron_keys` are added to the `[node]` and `[aeron]`
@@ -498,7 +491,7 @@ mod tests {
 
     fn check(text: &str) -> Result<Checked, String> {
         let file = Path::new("/etc/exchange/node.toml");
-        NodeConfig::parse(text, file, Path::new("/etc/exchange"))
+        NodeConfig::parse(text, file)
             .and_then(|c| c.check(file, Path::new("/etc/exchange")))
             .map_err(|e| e.to_string())
     }

@@ -64,6 +64,16 @@ impl LoadConfig {
     }
 }
 
+/// A client id not used before against a cluster (the time in nanoseconds mixed with the process
+/// id; odd, so never 0): the cluster discards client sequence numbers it has seen, so a new run
+/// needs a new id.
+pub fn fresh_client_id() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (nanos ^ (u64::from(std::process::id()) << 40)) | 1
+}
+
 /// What a run measured.
 #[derive(Debug, Clone)]
 pub struct LoadReport {
@@ -142,27 +152,14 @@ pub fn run(
         &config.response_endpoint,
         invoke,
     )?;
-    let connect_timeout = Duration::from_secs(10);
+    // Once the ingress is connected: Connect, then command 1, which creates the instrument
+    // (answered Committed even when it exists already: the matcher rejects it, the command is
+    // still committed). Both are repeated until command 1 is answered, which also proves the
+    // leader opened our response channel.
+    let connect_timeout = Duration::from_secs(20);
     let deadline = Instant::now() + connect_timeout;
-    while !client.is_connected() || !client.hello() {
-        if Instant::now() > deadline {
-            return Err(LoadError::NotConnected(
-                config.leader_ingress.clone(),
-                connect_timeout,
-            ));
-        }
-        if stop.load(Ordering::Acquire) {
-            return Err(LoadError::Stopped);
-        }
-        invoke();
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    // Command 1 creates the instrument (answered Committed even when it exists already: the
-    // matcher rejects it, the command is still committed). Resent until answered, which also
-    // proves the leader opened our response channel.
     let instrument = add_instrument();
     let mut answered_first = None;
-    let deadline = Instant::now() + connect_timeout;
     let mut last_send = None::<Instant>;
     while answered_first.is_none() {
         if Instant::now() > deadline {
@@ -174,8 +171,10 @@ pub fn run(
         if stop.load(Ordering::Acquire) {
             return Err(LoadError::Stopped);
         }
-        if last_send.is_none_or(|t| t.elapsed() > Duration::from_millis(100)) {
-            client.hello();
+        if client.is_connected()
+            && last_send.is_none_or(|t| t.elapsed() > Duration::from_millis(100))
+            && client.hello()
+        {
             client.send(1, instrument.as_bytes());
             last_send = Some(Instant::now());
         }
@@ -205,8 +204,6 @@ pub fn run(
     };
     let mut ring = vec![empty; capacity];
     let mut workload = Workload::new(config.seed, config.accounts);
-    let mut histogram =
-        Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds");
     // Client sequence 1 was the instrument; measured ones follow the warm-up.
     let first = 2u64;
     let last = first + config.warmup + config.commands - 1;
@@ -220,7 +217,8 @@ pub fn run(
     let now_ns = || base.elapsed().as_nanos() as u64;
     let intended = |sequence: u64| ((sequence - first) as f64 * interval_ns) as u64;
     let mut report = LoadReport {
-        histogram: histogram.clone(),
+        histogram: Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3)
+            .expect("valid bounds"),
         sent: 0,
         committed: 0,
         rejected: 0,
@@ -322,7 +320,9 @@ pub fn run(
                 report.rejected += 1;
             }
             if response.client_sequence >= first_measured {
-                histogram.saturating_record(at.saturating_sub(slot.intended_ns).max(1));
+                report
+                    .histogram
+                    .saturating_record(at.saturating_sub(slot.intended_ns).max(1));
             }
         })?;
         work += polled;
@@ -379,7 +379,6 @@ pub fn run(
     }
     report.elapsed =
         Duration::from_nanos(last_answer_ns.saturating_sub(first_measured_ns.unwrap_or(0)));
-    report.histogram = histogram;
     Ok(report)
 }
 

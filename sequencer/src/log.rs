@@ -58,6 +58,26 @@ pub fn frame_payload(frame: &[u8]) -> &[u8] {
     &frame[RECORD_HEADER_LEN..]
 }
 
+/// [`Log::visit`] over a journal reader: frames from `from` until `f` declines one, leaving the
+/// reader before that frame (the next visit from there needs no seek).
+fn visit_reader(
+    reader: &mut Reader,
+    from: u64,
+    f: &mut dyn FnMut(u64, &[u8]) -> bool,
+) -> Result<(), LogError> {
+    if reader.position() != from {
+        reader.seek(from);
+    }
+    while let Some(record) = reader.next_record()? {
+        if !f(record.position, record.frame) {
+            let position = record.position;
+            reader.seek(position);
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// The real journal as a [`Log`].
 pub struct JournalLog {
     journal: Journal,
@@ -100,18 +120,7 @@ impl Log for JournalLog {
         Ok(self.journal.append_frame(frame)?)
     }
     fn visit(&mut self, from: u64, f: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<(), LogError> {
-        if self.reader.position() != from {
-            self.reader.seek(from);
-        }
-        while let Some(record) = self.reader.next_record()? {
-            if !f(record.position, record.frame) {
-                // Leave the reader before the record that was not taken.
-                let position = record.position;
-                self.reader.seek(position);
-                break;
-            }
-        }
-        Ok(())
+        visit_reader(&mut self.reader, from, f)
     }
     fn truncate_after(&mut self, position: u64) -> Result<(), LogError> {
         self.journal.truncate_after(position)?;
@@ -290,17 +299,7 @@ impl Log for ReadOnlyLog {
         Err(LogError::Failed("read-only log".into()))
     }
     fn visit(&mut self, from: u64, f: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<(), LogError> {
-        if self.reader.position() != from {
-            self.reader.seek(from);
-        }
-        while let Some(record) = self.reader.next_record()? {
-            if !f(record.position, record.frame) {
-                let position = record.position;
-                self.reader.seek(position);
-                break;
-            }
-        }
-        Ok(())
+        visit_reader(&mut self.reader, from, f)
     }
     fn truncate_after(&mut self, _position: u64) -> Result<(), LogError> {
         Err(LogError::Failed("read-only log".into()))

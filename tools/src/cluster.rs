@@ -61,16 +61,37 @@ pub fn node(config: &Path) -> Result<ExitCode> {
 }
 
 /// Options of `exchange loadgen`.
+#[derive(clap::Args)]
 pub struct LoadOptions {
+    /// A node's configuration file: the load goes to its cluster's leader.
+    #[arg(long, conflicts_with = "ingress")]
     pub config: Option<PathBuf>,
+    /// The leader's ingress endpoint (ip:port), instead of --config.
+    #[arg(long)]
     pub ingress: Option<String>,
+    /// Offered commands per second; 0 = closed loop.
+    #[arg(long, default_value_t = 10_000)]
     pub rate: u64,
+    /// Commands to measure.
+    #[arg(long, default_value_t = 100_000)]
     pub commands: u64,
+    /// Commands to send before measuring.
+    #[arg(long, default_value_t = 0)]
     pub warmup: u64,
+    /// Most unanswered commands (the window in closed loop).
+    #[arg(long, default_value_t = 65_536)]
     pub in_flight: usize,
+    /// Seed of the order flow.
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Client id (default: a new one each run; the cluster discards sequence numbers it has seen).
+    #[arg(long)]
     pub client_id: Option<u64>,
+    /// UDP port for responses (default: a free one).
+    #[arg(long)]
     pub response_port: Option<u16>,
+    /// Save the latency histogram (.hgrm, microseconds) here.
+    #[arg(long)]
     pub hgrm: Option<PathBuf>,
 }
 
@@ -95,12 +116,7 @@ pub fn loadgen(options: LoadOptions) -> Result<ExitCode> {
         None => free_udp_port()?,
     };
     // A new client id each run unless given: the cluster discards sequence numbers it has seen.
-    let client_id = options.client_id.unwrap_or_else(|| {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        (nanos ^ (u64::from(std::process::id()) << 40)) | 1
-    });
+    let client_id = options.client_id.unwrap_or_else(loadgen::fresh_client_id);
     let mut config = LoadConfig::new(&ingress, &format!("127.0.0.1:{port}"), client_id);
     config.rate = options.rate;
     config.commands = options.commands;
@@ -322,29 +338,6 @@ pub fn wait_settled(nodes: &[NodeChild], timeout: Duration) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// A base port such that `base..base+count` and `base+100..base+100+count` are free UDP ports
-/// on 127.0.0.1 right now.
-pub fn free_base_port(count: u16) -> Result<u16> {
-    let seed = u64::from(std::process::id()) * 7919
-        + std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::from(d.subsec_nanos()));
-    for attempt in 0..200u64 {
-        let base = 30_000 + ((seed + attempt * 263) % 25_000) as u16;
-        let ports: Vec<u16> = (0..count)
-            .flat_map(|i| [base + i, base + 100 + i])
-            .collect();
-        let bound = ports
-            .iter()
-            .map_while(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).ok())
-            .count();
-        if bound == ports.len() {
-            return Ok(base);
-        }
-    }
-    bail!("no free range of UDP ports found")
 }
 
 /// `exchange cluster up`.

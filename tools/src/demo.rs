@@ -144,20 +144,7 @@ pub fn run_in_process(
         agree &= node.state.matcher.state_hash() == leader.state.matcher.state_hash()
             && node.state.sink.digest == tally.digest;
     }
-    match cluster.compare_journals()? {
-        None => println!("  journals            byte-identical on all {nodes} nodes"),
-        Some(difference) => {
-            println!("  journals            DIFFER: {difference}");
-            agree = false;
-        }
-    }
-    if agree {
-        println!("agreement: every replica has the same journal, state hash and event stream");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        println!("DISAGREEMENT: the replicas differ");
-        Ok(ExitCode::FAILURE)
-    }
+    Ok(conclude(agree, cluster.compare_journals()?, nodes))
 }
 
 fn step(
@@ -197,7 +184,8 @@ pub fn run_processes(
     rate: u64,
     dir: Option<PathBuf>,
 ) -> Result<ExitCode> {
-    use crate::cluster::{free_base_port, install_signal_handlers, wait_settled, NodeChild, STOP};
+    use crate::cluster::{install_signal_handlers, wait_settled, NodeChild, STOP};
+    use sequencer::config::free_base_port;
     use sequencer::loadgen::{self, percentiles_us, LoadConfig};
 
     let temporary = match &dir {
@@ -234,9 +222,7 @@ pub fn run_processes(
     let invoke = || {
         driver.do_work();
     };
-    let client_id = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64 | 1);
+    let client_id = loadgen::fresh_client_id();
     let mut config = LoadConfig::new(
         &format!("127.0.0.1:{}", base + 100),
         &format!("127.0.0.1:{}", base + nodes as u16),
@@ -283,7 +269,7 @@ pub fn run_processes(
     for (id, fields) in finals.iter().enumerate() {
         let verified =
             journal::verify(&dirs[id]).with_context(|| format!("verifying node {id}'s journal"))?;
-        let replayed = replay_hash(&dirs[id])?;
+        let replayed = crate::replay_hash(&dirs[id], 10_000)?;
         println!(
             "  node {id}: state hash {}, event digest {}, {} records verified, {} checkpoints verified, offline replay {replayed:016x}",
             fields["state_hash"],
@@ -295,28 +281,31 @@ pub fn run_processes(
             && fields["event_digest"] == finals[0]["event_digest"]
             && format!("{replayed:016x}") == fields["state_hash"];
     }
-    match sequencer::local::compare_journals(&dirs)? {
-        None => println!("  journals            byte-identical on all {nodes} nodes"),
-        Some(difference) => {
-            println!("  journals            DIFFER: {difference}");
-            agree = false;
-        }
-    }
-    if agree {
-        println!("agreement: every replica has the same journal, state hash and event stream");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        println!("DISAGREEMENT: the replicas differ");
-        Ok(ExitCode::FAILURE)
-    }
+    Ok(conclude(
+        agree,
+        sequencer::local::compare_journals(&dirs)?,
+        nodes,
+    ))
 }
 
-/// Replays a journal offline into a fresh matcher; returns its state hash.
-fn replay_hash(dir: &std::path::Path) -> Result<u64> {
-    let mut log = sequencer::log::ReadOnlyLog::open(dir)?;
-    let mut state = sequencer::node::MatcherState::new(sequencer::workload::matcher_config())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut applier = sequencer::apply::Applier::new(10_000);
-    applier.apply_committed(&mut log, u64::MAX, &mut state, &mut |_| {})?;
-    Ok(state.matcher.state_hash())
+/// Prints how the journals compare and the verdict; the exit status says whether the replicas
+/// agree (`agree` covers the state hashes and event digests).
+fn conclude(agree: bool, journals_differ: Option<String>, nodes: u8) -> ExitCode {
+    let agree = match journals_differ {
+        None => {
+            println!("  journals            byte-identical on all {nodes} nodes");
+            agree
+        }
+        Some(difference) => {
+            println!("  journals            DIFFER: {difference}");
+            false
+        }
+    };
+    if agree {
+        println!("agreement: every replica has the same journal, state hash and event stream");
+        ExitCode::SUCCESS
+    } else {
+        println!("DISAGREEMENT: the replicas differ");
+        ExitCode::FAILURE
+    }
 }

@@ -75,38 +75,7 @@ enum Command {
     /// Sends a seeded order flow to the leader over Aeron and measures the commit round trip
     /// (HdrHistogram). Open loop at a fixed rate (latency from each command's intended send time),
     /// or closed loop with --rate 0.
-    Loadgen {
-        /// A node's configuration file: the load goes to its cluster's leader.
-        #[arg(long, conflicts_with = "ingress")]
-        config: Option<PathBuf>,
-        /// The leader's ingress endpoint (ip:port), instead of --config.
-        #[arg(long)]
-        ingress: Option<String>,
-        /// Offered commands per second; 0 = closed loop.
-        #[arg(long, default_value_t = 10_000)]
-        rate: u64,
-        /// Commands to measure.
-        #[arg(long, default_value_t = 100_000)]
-        commands: u64,
-        /// Commands to send before measuring.
-        #[arg(long, default_value_t = 0)]
-        warmup: u64,
-        /// Most unanswered commands (the window in closed loop).
-        #[arg(long, default_value_t = 65_536)]
-        in_flight: usize,
-        /// Seed of the order flow.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Client id (default: a new one each run; the cluster discards sequence numbers it has seen).
-        #[arg(long)]
-        client_id: Option<u64>,
-        /// UDP port for responses (default: a free one).
-        #[arg(long)]
-        response_port: Option<u16>,
-        /// Save the latency histogram (.hgrm, microseconds) here.
-        #[arg(long)]
-        hgrm: Option<PathBuf>,
-    },
+    Loadgen(cluster::LoadOptions),
     /// Operator and auditor tools for a journal directory.
     Journal {
         #[command(subcommand)]
@@ -216,29 +185,7 @@ fn main() -> ExitCode {
             status_ms,
             &idle,
         ),
-        Command::Loadgen {
-            config,
-            ingress,
-            rate,
-            commands,
-            warmup,
-            in_flight,
-            seed,
-            client_id,
-            response_port,
-            hgrm,
-        } => cluster::loadgen(cluster::LoadOptions {
-            config,
-            ingress,
-            rate,
-            commands,
-            warmup,
-            in_flight,
-            seed,
-            client_id,
-            response_port,
-            hgrm,
-        }),
+        Command::Loadgen(options) => cluster::loadgen(options),
         Command::Journal {
             command: JournalCommand::Verify { dir },
         } => verify(&dir),
@@ -297,11 +244,9 @@ fn verify(dir: &Path) -> Result<ExitCode> {
 }
 
 fn replay(dir: &Path, to: Option<u64>, checkpoint_interval: u64) -> Result<ExitCode> {
-    use sequencer::apply::Applier;
-    use sequencer::log::{Log, ReadOnlyLog};
-    use sequencer::node::MatcherState;
+    use sequencer::log::Log;
 
-    let mut log = ReadOnlyLog::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    let (mut log, mut state, mut applier) = tools::open_replay(dir, checkpoint_interval)?;
     // The position after the record with sequence `to` (or the end of the journal).
     let mut limit = u64::MAX;
     if let Some(to) = to {
@@ -309,9 +254,6 @@ fn replay(dir: &Path, to: Option<u64>, checkpoint_interval: u64) -> Result<ExitC
         reader.seek_sequence(to.saturating_add(1))?;
         limit = reader.position();
     }
-    let mut state = MatcherState::new(sequencer::workload::matcher_config())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut applier = Applier::new(checkpoint_interval);
     let started = Instant::now();
     let applied = applier.apply_committed(&mut log, limit, &mut state, &mut |_| {})?;
     let elapsed = started.elapsed();
@@ -411,17 +353,10 @@ fn diff(a: &Path, b: &Path) -> Result<ExitCode> {
     if same {
         println!("journals identical: {records} records");
     }
-    let hash = |dir: &Path| -> Result<u64> {
-        use sequencer::apply::Applier;
-        use sequencer::log::ReadOnlyLog;
-        let mut log = ReadOnlyLog::open(dir)?;
-        let mut state = sequencer::node::MatcherState::new(sequencer::workload::matcher_config())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut applier = Applier::new(u64::MAX);
-        applier.apply_committed(&mut log, u64::MAX, &mut state, &mut |_| {})?;
-        Ok(state.matcher.state_hash())
-    };
-    let (ha, hb) = (hash(a)?, hash(b)?);
+    let (ha, hb) = (
+        tools::replay_hash(a, u64::MAX)?,
+        tools::replay_hash(b, u64::MAX)?,
+    );
     println!(
         "state hash {ha:016x} ({}), {hb:016x} ({}): {}",
         a.display(),

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use sequencer::config::free_base_port;
 use sequencer::config::write_local_cluster;
-use tools::cluster::{free_base_port, wait_settled, NodeChild};
+use tools::cluster::{wait_settled, NodeChild};
 
 const EXCHANGE: &str = env!("CARGO_BIN_EXE_exchange");
 
@@ -81,27 +82,20 @@ fn stop_and_compare(nodes: Vec<NodeChild>, dir: &Path, client_commands: u64) {
         let values: Vec<&String> = finals.iter().map(|f| &f[key]).collect();
         assert!(values.iter().all(|v| *v == values[0]), "{key}: {values:?}");
     }
-    let journals: Vec<Vec<(u64, Vec<u8>)>> = (0..finals.len())
-        .map(|id| {
-            let mut reader = journal::Reader::open(&dir.join(format!("journal-{id}"))).unwrap();
-            let mut records = Vec::new();
-            while let Some(record) = reader.next_record().unwrap() {
-                records.push((record.position, record.frame.to_vec()));
-            }
-            records
-        })
+    let dirs: Vec<PathBuf> = (0..finals.len())
+        .map(|id| dir.join(format!("journal-{id}")))
         .collect();
-    for (id, records) in journals.iter().enumerate().skip(1) {
-        assert_eq!(records.len(), journals[0].len(), "node {id}: record count");
-        assert!(records == &journals[0], "node {id}: journal differs");
-    }
+    assert_eq!(
+        sequencer::local::compare_journals(&dirs).unwrap(),
+        None,
+        "journals differ"
+    );
     let mut seen = BTreeMap::new();
-    for (_, frame) in &journals[0] {
-        let header = sequencer::log::frame_header(frame);
-        if header.record_type.get() == sequencer::protocol::RECORD_CLIENT_COMMAND {
+    let mut reader = journal::Reader::open(&dirs[0]).unwrap();
+    while let Some(record) = reader.next_record().unwrap() {
+        if record.meta.record_type == sequencer::protocol::RECORD_CLIENT_COMMAND {
             let (client, sequence, _) =
-                sequencer::protocol::split_client_command(sequencer::log::frame_payload(frame))
-                    .unwrap();
+                sequencer::protocol::split_client_command(record.payload).unwrap();
             *seen.entry((client, sequence)).or_insert(0u32) += 1;
         }
     }
