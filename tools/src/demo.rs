@@ -25,11 +25,7 @@ pub fn run_in_process(
     seed: u64,
     dir: Option<PathBuf>,
 ) -> Result<ExitCode> {
-    let temporary = match &dir {
-        Some(_) => None,
-        None => Some(tempfile::Builder::new().prefix("exchange-demo").tempdir()?),
-    };
-    let dir = dir.unwrap_or_else(|| temporary.as_ref().expect("made above").path().to_path_buf());
+    let (dir, _temporary) = demo_dir(dir)?;
     println!(
         "exchange demo: {nodes}-node cluster in this process, journals in {}",
         dir.display()
@@ -188,11 +184,7 @@ pub fn run_processes(
     use sequencer::config::free_base_port;
     use sequencer::loadgen::{self, percentiles_us, LoadConfig};
 
-    let temporary = match &dir {
-        Some(_) => None,
-        None => Some(tempfile::Builder::new().prefix("exchange-demo").tempdir()?),
-    };
-    let dir = dir.unwrap_or_else(|| temporary.as_ref().expect("made above").path().to_path_buf());
+    let (dir, _temporary) = demo_dir(dir)?;
     install_signal_handlers();
     let base = free_base_port(nodes as u16 + 1)?;
     let configs =
@@ -308,4 +300,15 @@ fn conclude(agree: bool, journals_differ: Option<String>, nodes: u8) -> ExitCode
         println!("DISAGREEMENT: the replicas differ");
         ExitCode::FAILURE
     }
+}
+
+/// The demo's directory: the one given, or a temporary one (removed when the guard drops).
+fn demo_dir(dir: Option<PathBuf>) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    Ok(match dir {
+        Some(dir) => (dir, None),
+        None => {
+            let temporary = tempfile::Builder::new().prefix("exchange-demo").tempdir()?;
+            (temporary.path().to_path_buf(), Some(temporary))
+        }
+    })
 }
