@@ -1,0 +1,4 @@
+//! The ITCH 5.0 market-data feed, derived deterministically from the matcher's events.
+//!
+//! This crate never reads a clock, a socket or a file: it turns committed events into ITCH
+//! bytes and ITCH bytes back into books. Runtimes (Aeron publication, recording) live elsewhere.
