@@ -2,3 +2,8 @@
 //!
 //! This crate never reads a clock, a socket or a file: it turns committed events into ITCH
 //! bytes and ITCH bytes back into books. Runtimes (Aeron publication, recording) live elsewhere.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod itch;
