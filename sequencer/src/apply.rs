@@ -64,6 +64,9 @@ pub struct Applier {
     ring_next: usize,
     pending_checkpoint: Option<(u64, u64)>,
     checkpoints_verified: u64,
+    /// Highest client sequence applied per client: answers a resend of a command that is applied
+    /// already, on whichever node leads now. Bounded by the clients the log holds.
+    clients: std::collections::BTreeMap<u64, u64>,
 }
 
 impl Applier {
@@ -78,7 +81,13 @@ impl Applier {
             ring_next: 0,
             pending_checkpoint: None,
             checkpoints_verified: 0,
+            clients: std::collections::BTreeMap::new(),
         }
+    }
+
+    /// The highest client sequence of `client_id` applied (0 when none).
+    pub fn client_applied(&self, client_id: u64) -> u64 {
+        self.clients.get(&client_id).copied().unwrap_or(0)
     }
 
     pub fn applied_position(&self) -> u64 {
@@ -137,6 +146,8 @@ impl Applier {
                     );
                     self.commands_applied += 1;
                     count += 1;
+                    let applied = self.clients.entry(client_id).or_insert(0);
+                    *applied = (*applied).max(client_sequence);
                     if self.checkpoint_interval > 0
                         && self
                             .commands_applied

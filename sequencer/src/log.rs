@@ -25,6 +25,78 @@ impl From<journal::JournalError> for LogError {
     }
 }
 
+/// A node's durable election state: the highest term it knows and the candidate it voted for in
+/// that term. Saved before the node answers anything that depends on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TermVote {
+    pub term: u64,
+    pub voted_for: Option<crate::protocol::NodeId>,
+}
+
+/// File name of the saved [`TermVote`] in a journal directory.
+pub const VOTE_FILE: &str = "vote";
+const VOTE_FILE_LEN: usize = 24;
+const VOTE_MAGIC: u32 = u32::from_le_bytes(*b"VOTE");
+
+impl TermVote {
+    /// 24 bytes: magic "VOTE", CRC32C of bytes 8..24, term u64, voted_for u8 (255 = none), zeros.
+    fn encode(&self) -> [u8; VOTE_FILE_LEN] {
+        let mut bytes = [0u8; VOTE_FILE_LEN];
+        bytes[0..4].copy_from_slice(&VOTE_MAGIC.to_le_bytes());
+        bytes[8..16].copy_from_slice(&self.term.to_le_bytes());
+        bytes[16] = self.voted_for.unwrap_or(u8::MAX);
+        let crc = crc32c::crc32c(&bytes[8..]);
+        bytes[4..8].copy_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    fn decode(bytes: &[u8]) -> Option<TermVote> {
+        if bytes.len() != VOTE_FILE_LEN
+            || bytes[0..4] != VOTE_MAGIC.to_le_bytes()
+            || bytes[4..8] != crc32c::crc32c(&bytes[8..]).to_le_bytes()
+            || bytes[17..].iter().any(|&b| b != 0)
+        {
+            return None;
+        }
+        Some(TermVote {
+            term: u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")),
+            voted_for: (bytes[16] != u8::MAX).then_some(bytes[16]),
+        })
+    }
+
+    /// Reads the saved vote of a journal directory (the default when there is none).
+    pub fn load(dir: &std::path::Path) -> Result<TermVote, LogError> {
+        let path = dir.join(VOTE_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => TermVote::decode(&bytes).ok_or_else(|| {
+                LogError::Failed(format!(
+                    "{}: not a valid vote file (24 bytes, magic VOTE, CRC32C)",
+                    path.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(TermVote::default()),
+            Err(e) => Err(LogError::Failed(format!("{}: {e}", path.display()))),
+        }
+    }
+
+    /// Saves durably: written to a temporary file, synced, renamed over the old one, and the
+    /// directory synced, so a crash leaves either the old vote or the new one.
+    pub fn save(&self, dir: &std::path::Path) -> Result<(), LogError> {
+        use std::io::Write;
+        let fail = |what: &str, e: std::io::Error| {
+            LogError::Failed(format!("{}: {what}: {e}", dir.join(VOTE_FILE).display()))
+        };
+        let temporary = dir.join("vote.tmp");
+        let mut file = std::fs::File::create(&temporary).map_err(|e| fail("create", e))?;
+        file.write_all(&self.encode()).map_err(|e| fail("write", e))?;
+        file.sync_all().map_err(|e| fail("sync", e))?;
+        std::fs::rename(&temporary, dir.join(VOTE_FILE)).map_err(|e| fail("rename", e))?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| fail("sync directory", e))
+    }
+}
+
 /// A log of checksummed record frames addressed by position.
 pub trait Log {
     /// Position after the last record.
@@ -44,6 +116,10 @@ pub trait Log {
     fn visit(&mut self, from: u64, f: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<(), LogError>;
     /// Removes every record after `position` (a record boundary).
     fn truncate_after(&mut self, position: u64) -> Result<(), LogError>;
+    /// The saved election state.
+    fn vote(&self) -> TermVote;
+    /// Saves the election state durably before returning.
+    fn save_vote(&mut self, vote: TermVote) -> Result<(), LogError>;
 }
 
 /// The header of a frame.
@@ -82,12 +158,19 @@ fn visit_reader(
 pub struct JournalLog {
     journal: Journal,
     reader: Reader,
+    vote: TermVote,
 }
 
 impl JournalLog {
+    /// Wraps an open journal; its directory's vote file (if any) is the saved election state.
     pub fn new(journal: Journal) -> Result<Self, LogError> {
         let reader = journal.reader()?;
-        Ok(JournalLog { journal, reader })
+        let vote = TermVote::load(journal.dir())?;
+        Ok(JournalLog {
+            journal,
+            reader,
+            vote,
+        })
     }
 
     pub fn journal(&self) -> &Journal {
@@ -128,6 +211,14 @@ impl Log for JournalLog {
         self.reader = self.journal.reader()?;
         Ok(())
     }
+    fn vote(&self) -> TermVote {
+        self.vote
+    }
+    fn save_vote(&mut self, vote: TermVote) -> Result<(), LogError> {
+        vote.save(self.journal.dir())?;
+        self.vote = vote;
+        Ok(())
+    }
 }
 
 /// An in-memory log with the journal's framing (8-byte aligned frames, CRC32C), for the simulator
@@ -141,6 +232,8 @@ pub struct MemLog {
     durable: u64,
     last_sequence: u64,
     last_term: u64,
+    /// Saved at once: survives [`MemLog::crash`].
+    vote: TermVote,
 }
 
 impl MemLog {
@@ -263,6 +356,13 @@ impl Log for MemLog {
         self.cut(position);
         Ok(())
     }
+    fn vote(&self) -> TermVote {
+        self.vote
+    }
+    fn save_vote(&mut self, vote: TermVote) -> Result<(), LogError> {
+        self.vote = vote;
+        Ok(())
+    }
 }
 
 /// A journal opened read-only (no writer lock, never modified): what replay and audit tools use
@@ -302,6 +402,12 @@ impl Log for ReadOnlyLog {
         visit_reader(&mut self.reader, from, f)
     }
     fn truncate_after(&mut self, _position: u64) -> Result<(), LogError> {
+        Err(LogError::Failed("read-only log".into()))
+    }
+    fn vote(&self) -> TermVote {
+        TermVote::default()
+    }
+    fn save_vote(&mut self, _vote: TermVote) -> Result<(), LogError> {
         Err(LogError::Failed("read-only log".into()))
     }
 }

@@ -8,12 +8,30 @@
 //! served from the log at its own pace, which is also how a follower catches up). Followers append the
 //! frames byte for byte and acknowledge their durable end. The commit position is the highest position
 //! a majority holds, and only past the leader's own term-start record.
+//!
+//! Elections (Raft as Aeron Cluster adapts it, with pre-vote and check-quorum): a follower that
+//! hears nothing from a leader for its election timeout (drawn from a seeded generator between
+//! `election_timeout_min_ns` and `election_timeout_max_ns`) first asks a pre-vote ("would you
+//! vote for me in term + 1?"; granted only by nodes that have not heard from a leader lately and
+//! whose log is not more up to date), and only with a majority of those starts a real election:
+//! term + 1, vote for itself, saved durably, then RequestVote. A node grants one vote per term, to
+//! a log at least as up to date as its own (last term, then end position), after saving it. The
+//! winner appends a term-start record and commits nothing of its term before that record is held
+//! by a majority. Every message carries a term: a higher one makes any node a follower at once. A
+//! leader that has not heard from a majority within the longest election timeout steps down.
+//!
+//! Log matching: an Append names the term of the leader's record ending at `prev_position`; a
+//! follower whose record there has another term refuses (Nack) and names a position where its own
+//! log ends a record, with that record's term; the leader sends from there if its record there has
+//! the same term, else from its own previous term boundary. Each refusal moves back at least one
+//! term, so repair ends; the follower then truncates its divergent suffix (never below its commit
+//! position: that would be a broken invariant) and takes the leader's records.
 
 use std::collections::BTreeMap;
 
 use journal::RecordMeta;
 
-use crate::log::{frame_header, frame_payload, Log, LogError};
+use crate::log::{frame_header, frame_payload, Log, LogError, TermVote};
 use crate::protocol::{
     next_frame, split_client_command, Message, NodeId, APPEND_FRAMES_LEN_MAX, CHECKPOINT_LEN,
     CLIENT_HEADER_LEN, MEMBERS_MAX, RECORD_CHECKPOINT, RECORD_CLIENT_COMMAND, RECORD_TERM_START,
@@ -24,10 +42,17 @@ use crate::protocol::{
 pub struct ReplicaConfig {
     pub node_id: NodeId,
     pub members: u8,
-    /// The appointed leader (automatic election comes with the failover issue).
+    /// The preferred first leader: on start-up it asks for votes at once instead of after an
+    /// election timeout. Any member can lead; after a failover the leader stays where it is.
     pub leader: NodeId,
     /// An idle leader sends an empty Append (heartbeat, carrying the commit position) this often.
     pub heartbeat_interval_ns: u64,
+    /// A follower that hears nothing from a leader for a timeout drawn between these starts an
+    /// election; a leader that hears from no majority for the maximum steps down.
+    pub election_timeout_min_ns: u64,
+    pub election_timeout_max_ns: u64,
+    /// Seed of the election timeouts (mixed with the node id): the same seed, the same timeouts.
+    pub seed: u64,
     /// Unacknowledged frames older than this are sent again (go-back-N from the acknowledged end).
     pub resend_timeout_ns: u64,
     /// Most unacknowledged bytes in flight to one follower.
@@ -39,13 +64,17 @@ pub struct ReplicaConfig {
 }
 
 impl ReplicaConfig {
-    /// Defaults for loopback: heartbeats every 20 ms, resends after 100 ms, a 4 MiB window.
+    /// Defaults for loopback: heartbeats every 20 ms, election timeouts of 100..200 ms, resends
+    /// after 100 ms, a 4 MiB window.
     pub fn new(node_id: NodeId, members: u8, leader: NodeId) -> Self {
         ReplicaConfig {
             node_id,
             members,
             leader,
             heartbeat_interval_ns: 20_000_000,
+            election_timeout_min_ns: 100_000_000,
+            election_timeout_max_ns: 200_000_000,
+            seed: 1,
             resend_timeout_ns: 100_000_000,
             window_bytes: 4 << 20,
             clients_max: 65_536,
@@ -62,6 +91,16 @@ pub trait Effects {
     fn send(&mut self, to: NodeId, message: &Message<'_>) -> bool;
     /// The commit position advanced to `position`.
     fn committed(&mut self, position: u64);
+}
+
+/// Effects that go nowhere (a single-member cluster electing itself has no one to tell).
+struct NoEffects;
+
+impl Effects for NoEffects {
+    fn send(&mut self, _to: NodeId, _message: &Message<'_>) -> bool {
+        true
+    }
+    fn committed(&mut self, _position: u64) {}
 }
 
 /// The outcome of a submitted command.
@@ -97,13 +136,30 @@ pub enum ReplicaError {
     TwoLeaders { term: u64, other: NodeId },
     #[error("after appending, the log ends at {ours} but the leader's frames end at {theirs}: segment sizes differ?")]
     PositionMismatch { ours: u64, theirs: u64 },
+    #[error("more than {TERMS_MAX} terms in the log")]
+    TooManyTerms,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Leader,
+    /// Asking for (pre-)votes.
+    Candidate,
     Follower,
 }
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Leader => "leader",
+            Role::Candidate => "candidate",
+            Role::Follower => "follower",
+        })
+    }
+}
+
+/// Most terms the term index holds (one entry per term that has records in the log).
+pub const TERMS_MAX: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Peer {
@@ -111,6 +167,8 @@ struct Peer {
     match_position: u64,
     last_send_ns: u64,
     last_progress_ns: u64,
+    /// Leader: when this follower last answered (check-quorum).
+    last_heard_ns: u64,
 }
 
 /// Counters, cheap to read.
@@ -128,6 +186,14 @@ pub struct ReplicaStats {
     pub out_of_order: u64,
     /// Appends the transport refused (back-pressure), sent again on a later flush.
     pub sends_refused: u64,
+    pub pre_votes_started: u64,
+    pub elections_started: u64,
+    pub votes_granted: u64,
+    pub leaderships: u64,
+    /// Times this node stopped leading or campaigning (a higher term, or a lost quorum).
+    pub step_downs: u64,
+    /// Suffixes removed because they differed from the leader's log.
+    pub truncations: u64,
 }
 
 /// One replica's replication state.
@@ -135,11 +201,21 @@ pub struct Replica {
     config: ReplicaConfig,
     role: Role,
     term: u64,
+    voted_for: Option<NodeId>,
     leader: Option<NodeId>,
     commit_position: u64,
     /// The leader commits nothing before its own term-start record is held by a majority.
     term_start_end: u64,
     peers: [Peer; MEMBERS_MAX],
+    /// Candidate: whether this is the pre-vote round, and who granted (a bit per node).
+    pre_vote: bool,
+    granted: u8,
+    election_deadline_ns: u64,
+    /// Follower: when the current leader was last heard (pre-votes are refused while it lives).
+    leader_contact_ns: Option<u64>,
+    rng: u64,
+    /// (term, position where its first record starts), one entry per term with records, ascending.
+    terms: Vec<(u64, u64)>,
     /// Highest client sequence sequenced per client: replicated state, rebuilt from the log.
     clients: BTreeMap<u64, u64>,
     send_buffer: Vec<u8>,
@@ -148,8 +224,9 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// Starts a replica over `log` (which may hold records from before a restart). The appointed
-    /// leader opens a new term with a term-start record.
+    /// Starts a replica over `log` (which may hold records from before a restart), as a follower
+    /// with the term and vote the log saved. The preferred leader asks for votes at its first
+    /// [`Replica::flush`]; a single-member cluster leads at once.
     pub fn new<L: Log + ?Sized>(
         config: ReplicaConfig,
         log: &mut L,
@@ -165,24 +242,155 @@ impl Replica {
                 "node_id and leader must be member indexes".into(),
             ));
         }
+        if config.election_timeout_min_ns == 0
+            || config.election_timeout_max_ns < config.election_timeout_min_ns
+            || config.heartbeat_interval_ns >= config.election_timeout_min_ns
+        {
+            return Err(ReplicaError::Config(
+                "election timeouts must satisfy 0 < heartbeat interval < minimum <= maximum".into(),
+            ));
+        }
+        let saved = log.vote();
+        let term = saved.term.max(log.last_term());
         let mut replica = Replica {
             role: Role::Follower,
-            term: log.last_term(),
+            term,
+            voted_for: if saved.term == term {
+                saved.voted_for
+            } else {
+                None
+            },
             leader: None,
             commit_position: 0,
             term_start_end: u64::MAX,
             peers: [Peer::default(); MEMBERS_MAX],
+            pre_vote: false,
+            granted: 0,
+            election_deadline_ns: now_ns,
+            leader_contact_ns: None,
+            rng: config.seed ^ (config.node_id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            terms: Vec::new(),
             clients: BTreeMap::new(),
             send_buffer: Vec::with_capacity(APPEND_FRAMES_LEN_MAX),
             scratch: Vec::with_capacity(CLIENT_HEADER_LEN + config.command_len_max),
             stats: ReplicaStats::default(),
             config,
         };
-        replica.rebuild_clients(log)?;
-        if replica.config.leader == replica.config.node_id {
-            replica.become_leader(log, now_ns)?;
+        replica.rebuild_index(log)?;
+        if replica.config.leader != replica.config.node_id {
+            replica.reset_election_timer(now_ns);
+        }
+        if replica.config.members == 1 {
+            replica.start_election(now_ns, log, &mut NoEffects)?;
         }
         Ok(replica)
+    }
+
+    /// The next election timeout, uniform between the configured bounds (splitmix64 from the seed).
+    fn reset_election_timer(&mut self, now_ns: u64) {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let span = self.config.election_timeout_max_ns - self.config.election_timeout_min_ns + 1;
+        self.election_deadline_ns = now_ns + self.config.election_timeout_min_ns + z % span;
+    }
+
+    fn majority(&self, granted: u8) -> bool {
+        granted.count_ones() as usize > self.config.members as usize / 2
+    }
+
+    fn others(&self) -> impl Iterator<Item = NodeId> {
+        let me = self.config.node_id;
+        (0..self.config.members).filter(move |&id| id != me)
+    }
+
+    fn save_vote<L: Log + ?Sized>(&mut self, log: &mut L) -> Result<(), ReplicaError> {
+        log.save_vote(TermVote {
+            term: self.term,
+            voted_for: self.voted_for,
+        })?;
+        Ok(())
+    }
+
+    /// A higher term (or a lost quorum, with `term == self.term`): follow, vote afresh.
+    fn step_down<L: Log + ?Sized>(
+        &mut self,
+        term: u64,
+        now_ns: u64,
+        log: &mut L,
+    ) -> Result<(), ReplicaError> {
+        if self.role != Role::Follower {
+            self.stats.step_downs += 1;
+        }
+        self.role = Role::Follower;
+        self.leader = None;
+        self.leader_contact_ns = None;
+        self.term_start_end = u64::MAX;
+        if term > self.term {
+            self.term = term;
+            self.voted_for = None;
+            self.save_vote(log)?;
+        }
+        self.reset_election_timer(now_ns);
+        Ok(())
+    }
+
+    /// Asks whether a majority would vote for this node in the next term, changing nothing.
+    fn start_pre_vote<L: Log + ?Sized>(
+        &mut self,
+        now_ns: u64,
+        log: &mut L,
+        effects: &mut impl Effects,
+    ) -> Result<(), ReplicaError> {
+        self.stats.pre_votes_started += 1;
+        self.role = Role::Candidate;
+        self.leader = None;
+        self.pre_vote = true;
+        self.granted = 1 << self.config.node_id;
+        self.reset_election_timer(now_ns);
+        if self.majority(self.granted) {
+            return self.start_election(now_ns, log, effects);
+        }
+        self.request_votes(log, effects, true);
+        Ok(())
+    }
+
+    fn request_votes<L: Log + ?Sized>(&mut self, log: &L, effects: &mut impl Effects, pre: bool) {
+        let message = Message::RequestVote {
+            from: self.config.node_id,
+            term: if pre { self.term + 1 } else { self.term },
+            last_position: log.end(),
+            last_term: log.last_term(),
+            pre,
+        };
+        for id in self.others() {
+            effects.send(id, &message);
+        }
+    }
+
+    /// Term + 1, a vote for itself (saved), then RequestVote to every other member.
+    fn start_election<L: Log + ?Sized>(
+        &mut self,
+        now_ns: u64,
+        log: &mut L,
+        effects: &mut impl Effects,
+    ) -> Result<(), ReplicaError> {
+        self.stats.elections_started += 1;
+        self.term += 1;
+        self.voted_for = Some(self.config.node_id);
+        self.save_vote(log)?;
+        self.role = Role::Candidate;
+        self.leader = None;
+        self.pre_vote = false;
+        self.granted = 1 << self.config.node_id;
+        self.reset_election_timer(now_ns);
+        if self.majority(self.granted) {
+            return self.become_leader(log, now_ns);
+        }
+        self.request_votes(log, effects, false);
+        Ok(())
     }
 
     fn become_leader<L: Log + ?Sized>(
@@ -190,7 +398,8 @@ impl Replica {
         log: &mut L,
         now_ns: u64,
     ) -> Result<(), ReplicaError> {
-        self.term = log.last_term() + 1;
+        debug_assert_eq!(self.voted_for, Some(self.config.node_id));
+        self.stats.leaderships += 1;
         self.role = Role::Leader;
         self.leader = Some(self.config.node_id);
         let meta = RecordMeta {
@@ -200,7 +409,9 @@ impl Replica {
             term: self.term,
             timestamp_ns: now_ns,
         };
+        let start = log.end();
         self.term_start_end = log.append(&meta, &[])?;
+        self.note_term(self.term, start)?;
         let end = log.end();
         for peer in &mut self.peers {
             // Optimistic: assume followers hold what we hold; a Nack corrects it.
@@ -209,9 +420,41 @@ impl Replica {
                 match_position: 0,
                 last_send_ns: 0,
                 last_progress_ns: now_ns,
+                last_heard_ns: now_ns,
             };
         }
         Ok(())
+    }
+
+    /// Records that a record of `term` starts at `position` (the log's end before appending it).
+    fn note_term(&mut self, term: u64, position: u64) -> Result<(), ReplicaError> {
+        if self.terms.last().is_none_or(|&(last, _)| last != term) {
+            debug_assert!(self.terms.last().is_none_or(|&(last, start)| last < term && start < position));
+            if self.terms.len() >= TERMS_MAX {
+                return Err(ReplicaError::TooManyTerms);
+            }
+            self.terms.push((term, position));
+        }
+        Ok(())
+    }
+
+    /// The term of the record that ends at `position` (0 at position 0); None past the log's end.
+    fn term_at<L: Log + ?Sized>(&self, position: u64, log: &L) -> Option<u64> {
+        if position > log.end() {
+            return None;
+        }
+        let index = self.terms.partition_point(|&(_, start)| start < position);
+        Some(if index == 0 { 0 } else { self.terms[index - 1].0 })
+    }
+
+    /// Where the term of the record ending at `position` begins (0 when none).
+    fn term_start_before(&self, position: u64) -> u64 {
+        let index = self.terms.partition_point(|&(_, start)| start < position);
+        if index == 0 {
+            0
+        } else {
+            self.terms[index - 1].1
+        }
     }
 
     pub fn role(&self) -> Role {
@@ -219,6 +462,9 @@ impl Replica {
     }
     pub fn term(&self) -> u64 {
         self.term
+    }
+    pub fn voted_for(&self) -> Option<NodeId> {
+        self.voted_for
     }
     pub fn leader(&self) -> Option<NodeId> {
         self.leader
@@ -324,6 +570,24 @@ impl Replica {
         effects: &mut impl Effects,
     ) -> Result<(), ReplicaError> {
         if self.role != Role::Leader {
+            if now_ns >= self.election_deadline_ns {
+                self.start_pre_vote(now_ns, log, effects)?;
+            }
+            if self.role != Role::Leader {
+                return Ok(());
+            }
+        }
+        // Check quorum: a leader cut off from a majority stops taking commands it cannot commit.
+        let heard = self
+            .others()
+            .filter(|&id| {
+                now_ns.saturating_sub(self.peers[id as usize].last_heard_ns)
+                    < self.config.election_timeout_max_ns
+            })
+            .count()
+            + 1;
+        if !self.majority(((1u16 << heard) - 1) as u8) {
+            self.step_down(self.term, now_ns, log)?;
             return Ok(());
         }
         self.advance_commit(log, effects);
@@ -345,6 +609,7 @@ impl Replica {
                 && peer.next_position.saturating_sub(peer.match_position) < self.config.window_bytes
             {
                 let prev_position = peer.next_position;
+                let prev_term = self.term_at(prev_position, log).expect("next ≤ end");
                 let end_position = self.fill_batch(prev_position, log)?;
                 if end_position == prev_position {
                     break;
@@ -355,6 +620,7 @@ impl Replica {
                         from: self.config.node_id,
                         term: self.term,
                         prev_position,
+                        prev_term,
                         commit_position: self.commit_position,
                         end_position,
                         frames: &self.send_buffer,
@@ -377,6 +643,7 @@ impl Replica {
                         from: self.config.node_id,
                         term: self.term,
                         prev_position: peer.next_position,
+                        prev_term: self.term_at(peer.next_position, log).expect("next ≤ end"),
                         commit_position: self.commit_position,
                         end_position: peer.next_position,
                         frames: &[],
@@ -423,13 +690,15 @@ impl Replica {
                 from,
                 term,
                 prev_position,
+                prev_term,
                 commit_position,
                 end_position,
                 frames,
             } => self.on_append(
+                now_ns,
                 from,
                 term,
-                prev_position,
+                (prev_position, prev_term),
                 commit_position,
                 end_position,
                 frames,
@@ -441,12 +710,17 @@ impl Replica {
                 term,
                 position,
             } => {
+                if term > self.term {
+                    return self.step_down(term, now_ns, log);
+                }
                 if term != self.term || self.role != Role::Leader {
-                    // A higher term deposes a leader (failover issue); anything else is stale.
                     self.stats.stale_messages += 1;
                     return Ok(());
                 }
+                let end = log.end();
                 let peer = &mut self.peers[from as usize];
+                peer.last_heard_ns = now_ns;
+                let position = position.min(end);
                 if position > peer.match_position {
                     peer.match_position = position;
                     peer.last_progress_ns = now_ns;
@@ -459,17 +733,113 @@ impl Replica {
                 from,
                 term,
                 position,
+                position_term,
             } => {
+                if term > self.term {
+                    return self.step_down(term, now_ns, log);
+                }
                 if term != self.term || self.role != Role::Leader {
                     self.stats.stale_messages += 1;
                     return Ok(());
                 }
+                // The follower's log has a record of `position_term` ending at `position`. If ours
+                // does too, the logs agree up to there (one leader per term, and every Append
+                // checked its predecessor); else go back to our previous term boundary.
+                let next = if self.term_at(position, log) == Some(position_term) {
+                    position
+                } else {
+                    self.term_start_before(position.min(log.end()))
+                };
                 let peer = &mut self.peers[from as usize];
-                // The follower's log ends at `position`: send from there (it may have lost records in
-                // a crash, so what it acknowledged before no longer counts).
-                peer.next_position = position.min(log.end());
-                peer.match_position = peer.match_position.min(peer.next_position);
+                peer.last_heard_ns = now_ns;
+                // It may also have lost records in a crash: what it acknowledged before no longer
+                // counts.
+                peer.next_position = next;
+                peer.match_position = peer.match_position.min(next);
                 peer.last_progress_ns = now_ns;
+                Ok(())
+            }
+            Message::RequestVote {
+                from,
+                term,
+                last_position,
+                last_term,
+                pre,
+            } => {
+                let up_to_date = (last_term, last_position) >= (log.last_term(), log.end());
+                if pre {
+                    // Refused while a leader lives (so a node that was cut off cannot depose a
+                    // working leader when it returns), and to a stale or less complete log.
+                    let leader_alive = self.role == Role::Leader
+                        || self.leader_contact_ns.is_some_and(|at| {
+                            now_ns.saturating_sub(at) < self.config.election_timeout_min_ns
+                        });
+                    let granted = term > self.term && up_to_date && !leader_alive;
+                    effects.send(
+                        from,
+                        &Message::Vote {
+                            from: self.config.node_id,
+                            term: if granted { term } else { self.term },
+                            granted,
+                            pre: true,
+                        },
+                    );
+                    return Ok(());
+                }
+                if term > self.term {
+                    self.step_down(term, now_ns, log)?;
+                }
+                let granted = term == self.term
+                    && self.role == Role::Follower
+                    && self.voted_for.is_none_or(|v| v == from)
+                    && up_to_date;
+                if granted {
+                    if self.voted_for != Some(from) {
+                        self.voted_for = Some(from);
+                        self.save_vote(log)?;
+                    }
+                    self.stats.votes_granted += 1;
+                    self.reset_election_timer(now_ns);
+                }
+                effects.send(
+                    from,
+                    &Message::Vote {
+                        from: self.config.node_id,
+                        term: self.term,
+                        granted,
+                        pre: false,
+                    },
+                );
+                Ok(())
+            }
+            Message::Vote {
+                from,
+                term,
+                granted,
+                pre,
+            } => {
+                if !granted && term > self.term {
+                    return self.step_down(term, now_ns, log);
+                }
+                let round = if self.pre_vote {
+                    self.term + 1
+                } else {
+                    self.term
+                };
+                if self.role != Role::Candidate || pre != self.pre_vote || term != round {
+                    self.stats.stale_messages += 1;
+                    return Ok(());
+                }
+                if granted {
+                    self.granted |= 1 << from;
+                    if self.majority(self.granted) {
+                        if pre {
+                            self.start_election(now_ns, log, effects)?;
+                        } else {
+                            self.become_leader(log, now_ns)?;
+                        }
+                    }
+                }
                 Ok(())
             }
         }
@@ -478,9 +848,10 @@ impl Replica {
     #[allow(clippy::too_many_arguments)]
     fn on_append<L: Log + ?Sized>(
         &mut self,
+        now_ns: u64,
         from: NodeId,
         term: u64,
-        prev_position: u64,
+        (prev_position, prev_term): (u64, u64),
         commit_position: u64,
         end_position: u64,
         frames: &[u8],
@@ -488,23 +859,38 @@ impl Replica {
         effects: &mut impl Effects,
     ) -> Result<(), ReplicaError> {
         if term < self.term {
+            // A deposed leader: the Nack's higher term tells it so.
             self.stats.stale_messages += 1;
-            self.send_nack(from, log.end(), effects);
+            self.send_nack(from, log.end(), log.last_term(), effects);
             return Ok(());
         }
-        if self.role == Role::Leader {
-            if term == self.term {
-                return Err(ReplicaError::TwoLeaders { term, other: from });
-            }
-            self.role = Role::Follower;
+        if self.role == Role::Leader && term == self.term {
+            return Err(ReplicaError::TwoLeaders { term, other: from });
         }
-        self.term = term;
+        if term > self.term || self.role != Role::Follower {
+            self.step_down(term, now_ns, log)?;
+        }
         self.leader = Some(from);
+        self.leader_contact_ns = Some(now_ns);
+        self.reset_election_timer(now_ns);
 
         let end = log.end();
         if prev_position > end {
             // A gap: tell the leader where this log ends.
-            self.send_nack(from, end, effects);
+            self.send_nack(from, end, log.last_term(), effects);
+            return Ok(());
+        }
+        if self.term_at(prev_position, log) != Some(prev_term) {
+            // Our record ending there is not the leader's: name the start of its term, where our
+            // log and the leader's may still agree.
+            if prev_position <= self.commit_position {
+                return Err(ReplicaError::CommittedDivergence {
+                    position: prev_position,
+                });
+            }
+            let start = self.term_start_before(prev_position);
+            let start_term = self.term_at(start, log).expect("start ≤ end");
+            self.send_nack(from, start, start_term, effects);
             return Ok(());
         }
         // Walk our records from prev_position beside the message's frames: skip those we already
@@ -530,8 +916,7 @@ impl Replica {
                 if position < self.commit_position {
                     return Err(ReplicaError::CommittedDivergence { position });
                 }
-                log.truncate_after(position)?;
-                self.rebuild_clients(log)?;
+                self.truncate_after(position, log)?;
             } else if !rest.is_empty() && verified_end != log.end() {
                 // We hold more records than matched, yet frames remain: cannot happen with one
                 // leader per term; treat the remainder as a conflict at verified_end.
@@ -540,22 +925,22 @@ impl Replica {
                         position: verified_end,
                     });
                 }
-                log.truncate_after(verified_end)?;
-                self.rebuild_clients(log)?;
+                self.truncate_after(verified_end, log)?;
             }
         }
         while let Some((frame, aligned)) = next_frame(rest) {
             let header = frame_header(frame);
-            if header.sequence.get() != log.last_sequence() + 1 {
+            if header.sequence.get() != log.last_sequence() + 1 || header.term.get() > term {
                 self.stats.bad_frames += 1;
-                self.send_nack(from, log.end(), effects);
+                self.send_nack(from, log.end(), log.last_term(), effects);
                 return Ok(());
             }
+            let start = log.end();
             match log.append_frame(frame) {
-                Ok(_) => {}
+                Ok(_) => self.note_term(header.term.get(), start)?,
                 Err(LogError::BadFrame(_)) => {
                     self.stats.bad_frames += 1;
-                    self.send_nack(from, log.end(), effects);
+                    self.send_nack(from, log.end(), log.last_term(), effects);
                     return Ok(());
                 }
                 Err(e) => return Err(e.into()),
@@ -589,7 +974,13 @@ impl Replica {
         Ok(())
     }
 
-    fn send_nack(&mut self, to: NodeId, position: u64, effects: &mut impl Effects) {
+    fn send_nack(
+        &mut self,
+        to: NodeId,
+        position: u64,
+        position_term: u64,
+        effects: &mut impl Effects,
+    ) {
         self.stats.nacks_sent += 1;
         effects.send(
             to,
@@ -597,17 +988,44 @@ impl Replica {
                 from: self.config.node_id,
                 term: self.term,
                 position,
+                position_term,
             },
         );
     }
 
-    fn rebuild_clients<L: Log + ?Sized>(&mut self, log: &mut L) -> Result<(), ReplicaError> {
+    /// Removes a divergent suffix (above the commit position) and forgets what it held.
+    fn truncate_after<L: Log + ?Sized>(
+        &mut self,
+        position: u64,
+        log: &mut L,
+    ) -> Result<(), ReplicaError> {
+        debug_assert!(position >= self.commit_position);
+        self.stats.truncations += 1;
+        log.truncate_after(position)?;
+        self.rebuild_index(log)
+    }
+
+    /// Rebuilds what the replica derives from its log: the client table and the term index.
+    fn rebuild_index<L: Log + ?Sized>(&mut self, log: &mut L) -> Result<(), ReplicaError> {
         self.clients.clear();
-        let clients = &mut self.clients;
-        log.visit(0, &mut |_, frame| {
+        self.terms.clear();
+        let (clients, terms) = (&mut self.clients, &mut self.terms);
+        let mut too_many = false;
+        log.visit(0, &mut |position, frame| {
             remember_client(clients, frame);
+            let term = frame_header(frame).term.get();
+            if terms.last().is_none_or(|&(last, _)| last != term) {
+                if terms.len() >= TERMS_MAX {
+                    too_many = true;
+                    return false;
+                }
+                terms.push((term, position));
+            }
             true
         })?;
+        if too_many {
+            return Err(ReplicaError::TooManyTerms);
+        }
         Ok(())
     }
 

@@ -17,10 +17,24 @@ fn every_seed_keeps_every_invariant() {
             let acknowledged: u64 = reports.iter().map(|r| r.commands_acknowledged).sum();
             let dropped: u64 = reports.iter().map(|r| r.messages_dropped).sum();
             let verified: u64 = reports.iter().map(|r| r.checkpoints_verified).sum();
+            let crashes: u64 = reports.iter().map(|r| r.crashes).sum();
+            let partitions: u64 = reports.iter().map(|r| r.partitions).sum();
+            let spikes: u64 = reports.iter().map(|r| r.delay_spikes).sum();
+            let leaders: u64 = reports.iter().map(|r| r.leaders_elected).sum();
+            let redirects: u64 = reports.iter().map(|r| r.client_redirects).sum();
+            eprintln!(
+                "{} seeds: {acknowledged} acknowledged, {dropped} dropped, {verified} checkpoints \
+                 verified, {crashes} crashes, {partitions} partitions, {spikes} delay spikes, \
+                 {leaders} leaders elected, {redirects} client redirects",
+                reports.len()
+            );
             assert!(
                 acknowledged > 0 && dropped > 0 && verified > 0,
                 "the runs exercised nothing: {acknowledged} {dropped} {verified}"
             );
+            // The faults happened, and clusters failed over (more leaders than runs).
+            assert!(crashes > 0 && partitions > 0 && spikes > 0 && redirects > 0);
+            assert!(leaders > reports.len() as u64);
         }
         Err(violation) => panic!("{violation}"),
     }
