@@ -1,12 +1,17 @@
 //! The ITCH 5.0 market-data feed, derived deterministically from the matcher's events.
 //!
 //! This crate never reads a clock, a socket or a file: it turns committed events into ITCH
-//! bytes and ITCH bytes back into books. Runtimes (Aeron publication, recording) live elsewhere.
+//! bytes and ITCH bytes back into books. Runtimes (Aeron publication, retransmission service,
+//! recording, the `md` commands) live elsewhere and drive these cores.
 //!
 //! - [`itch`]: the message layouts, encoders and decoders.
 //! - [`mapping`]: [`check_instrument`] (called by the configuration loader) and the
 //!   [`FeedEncoder`] that turns each committed command's events into messages with feed
 //!   sequence numbers, book checksums and snapshots.
+//! - [`frame`]: MoldUDP64 frames ([`FramePacker`], [`FrameView`]), the ITCH file layout
+//!   ([`FileSink`], [`FileRecords`]) and the [`RetransmitRing`].
+//! - [`book`]: the subscriber's order-level [`Book`]; [`subscriber`]: the [`Subscriber`] state
+//!   machine (gaps, snapshots, checksum verification).
 //! - [`checksum`]: the book checksum both sides compute.
 //!
 //! The mapping and the wire formats are documented in `docs/MARKETDATA.md`.
@@ -14,13 +19,22 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod book;
 pub mod checksum;
+pub mod frame;
 pub mod itch;
 pub mod mapping;
+pub mod subscriber;
 mod table;
 
+pub use book::{Book, BookConfig, BookError, LevelView, OrderView};
 pub use checksum::Checksum;
+pub use frame::{
+    FileRecords, FileSink, FrameError, FramePacker, FrameView, PackingSink, RetransmitError,
+    RetransmitRing,
+};
 pub use mapping::{
     check_instrument, FeedConfig, FeedCounters, FeedEncoder, FeedError, InstrumentError,
-    ItchInstrument, MessageSink, Scale,
+    ItchInstrument, MessageSink, Scale, FEED_SEQUENCE_FIRST,
 };
+pub use subscriber::{FrameOutcome, Subscriber, SubscriberCounters, SubscriberError};

@@ -50,7 +50,7 @@ impl Scale {
     pub fn apply(self, value: u64) -> Option<u64> {
         match self {
             Scale::Multiply(factor) => value.checked_mul(factor),
-            Scale::Divide(divisor) => (value % divisor == 0).then_some(value / divisor),
+            Scale::Divide(divisor) => value.is_multiple_of(divisor).then_some(value / divisor),
         }
     }
 
@@ -58,7 +58,7 @@ impl Scale {
     fn divides_steps_of(self, step: u64) -> bool {
         match self {
             Scale::Multiply(_) => true,
-            Scale::Divide(divisor) => step % divisor == 0,
+            Scale::Divide(divisor) => step.is_multiple_of(divisor),
         }
     }
 }

@@ -112,7 +112,8 @@ impl Table {
         Some(value)
     }
 
-    /// Every entry, in slot order (not observable: callers sort or only count).
+    /// Every entry, in slot order (tests sort them).
+    #[cfg(test)]
     pub(crate) fn entries(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.keys
             .iter()
