@@ -11,9 +11,13 @@
 //! | 16 | | response endpoint length: u16, then ASCII `host:port` | client_sequence: u64 |
 //! | 24 | | | command bytes (a 64-byte matcher command) |
 //!
-//! Egress (leader → client): one or more 32-byte responses packed in one message, each
-//! kind u8 (1 Committed, 2 Rejected) | reason u8 | reserved [6] | client_id u64 |
+//! Egress (node → client): one or more 32-byte responses packed in one message, each
+//! kind u8 (1 Committed, 2 Rejected, 3 NewLeader) | reason u8 | reserved [6] | client_id u64 |
 //! client_sequence u64 | sequence u64 (the journal sequence, 0 when rejected).
+//! A NewLeader response carries the new term in `client_sequence` and the leader's node id in
+//! `sequence`; a node that wins an election sends it to every client that connected to it, so
+//! clients announce themselves (Connect) to every member. A "not leader" reject carries the leader
+//! the node knows plus one in `sequence` (0: none known, an election is under way).
 //! A command is answered Committed only once it is committed and applied: an answer means the
 //! command survives any minority failure. A resent command that was sequenced before is not
 //! sequenced again; it is answered once the original is applied.
@@ -42,6 +46,8 @@ const KIND_COMMANDS: u8 = 3;
 pub const RESPONSE_COMMITTED: u8 = 1;
 /// Egress kind: rejected (see the reason).
 pub const RESPONSE_REJECTED: u8 = 2;
+/// Egress kind: this node now leads (term in `client_sequence`, node id in `sequence`).
+pub const RESPONSE_NEW_LEADER: u8 = 3;
 /// Reject reason: the node does not lead.
 pub const REASON_NOT_LEADER: u8 = 1;
 /// Reject reason: too many clients or sessions.
@@ -417,13 +423,28 @@ impl Sessions {
     pub fn applied(&self, client_id: u64) -> u64 {
         self.applied.get(&client_id).copied().unwrap_or(0)
     }
+
+    /// Tells every connected client that `node_id` leads in `term`.
+    pub fn announce_leader(&mut self, term: u64, node_id: u8) {
+        let clients: Vec<u64> = self.sessions.keys().copied().collect();
+        for client_id in clients {
+            self.respond(&Response {
+                kind: RESPONSE_NEW_LEADER,
+                reason: 0,
+                client_id,
+                client_sequence: term,
+                sequence: node_id as u64,
+            });
+        }
+    }
 }
 
-/// A client of the cluster: sends commands to the leader's ingress, receives responses on its own
-/// endpoint.
+/// A client of the cluster: announces itself to every member's ingress, sends commands to the
+/// one it believes leads ([`Client::target`]), receives responses on its own endpoint.
 pub struct Client {
     pub client_id: u64,
-    ingress: AeronExclusivePublication,
+    ingress: Vec<AeronExclusivePublication>,
+    target: usize,
     receiver: crate::transport::AeronReceiver,
     endpoint: String,
     buffer: Vec<u8>,
@@ -457,19 +478,44 @@ impl Client {
         response_endpoint: &str,
         invoke: &dyn Fn(),
     ) -> Result<Client, TransportError> {
+        Self::connect_cluster(
+            aeron,
+            client_id,
+            &[leader_ingress.to_string()],
+            0,
+            response_endpoint,
+            invoke,
+        )
+    }
+
+    /// Opens a publication to every member's ingress (`ingress`, by node id); commands go to
+    /// `target` until [`Client::set_target`] says otherwise.
+    pub fn connect_cluster(
+        aeron: &Aeron,
+        client_id: u64,
+        ingress_endpoints: &[String],
+        target: usize,
+        response_endpoint: &str,
+        invoke: &dyn Fn(),
+    ) -> Result<Client, TransportError> {
+        assert!(target < ingress_endpoints.len(), "target is a member");
         let receiver = crate::transport::AeronReceiver::new_invoking(
             aeron,
             response_endpoint,
             EGRESS_STREAM_ID,
             invoke,
         )?;
-        let adding = aeron
-            .async_add_exclusive_publication(&channel(leader_ingress), INGRESS_STREAM_ID)
-            .map_err(|e| TransportError::Aeron(format!("{e:?}")))?;
-        let ingress = await_added(|| adding.poll(), invoke)?;
+        let mut ingress = Vec::with_capacity(ingress_endpoints.len());
+        for endpoint in ingress_endpoints {
+            let adding = aeron
+                .async_add_exclusive_publication(&channel(endpoint), INGRESS_STREAM_ID)
+                .map_err(|e| TransportError::Aeron(format!("{e:?}")))?;
+            ingress.push(await_added(|| adding.poll(), invoke)?);
+        }
         Ok(Client {
             client_id,
             ingress,
+            target,
             receiver,
             endpoint: response_endpoint.to_string(),
             buffer: Vec::with_capacity(128),
@@ -478,19 +524,41 @@ impl Client {
         })
     }
 
-    /// Whether the leader's ingress subscription is connected.
+    /// Whether the target's ingress subscription is connected.
     pub fn is_connected(&self) -> bool {
-        self.ingress.is_connected()
+        self.ingress[self.target].is_connected()
     }
 
-    /// Announces the response endpoint (again: safe to repeat, e.g. after a leader restart).
+    /// The member commands go to.
+    pub fn target(&self) -> usize {
+        self.target
+    }
+
+    /// Members this client knows.
+    pub fn members(&self) -> usize {
+        self.ingress.len()
+    }
+
+    /// Sends commands to member `target` from now on (queued ones included).
+    pub fn set_target(&mut self, target: usize) {
+        assert!(target < self.ingress.len(), "target is a member");
+        self.target = target;
+    }
+
+    /// Announces the response endpoint to every member whose ingress is connected (again: safe to
+    /// repeat, e.g. after a restart); true when the target heard it.
     pub fn hello(&mut self) -> bool {
         Ingress::Connect {
             client_id: self.client_id,
             response_endpoint: &self.endpoint,
         }
         .encode(&mut self.buffer);
-        self.ingress.offer(&self.buffer).is_ok()
+        let mut target_heard = false;
+        for (i, publication) in self.ingress.iter().enumerate() {
+            let heard = publication.offer(&self.buffer).is_ok();
+            target_heard |= heard && i == self.target;
+        }
+        target_heard
     }
 
     /// Adds a command to the batch that [`Client::flush`] sends; false (nothing added) when the
@@ -520,7 +588,7 @@ impl Client {
         if !self.has_queued() {
             return true;
         }
-        if self.ingress.offer(&self.batch).is_ok() {
+        if self.ingress[self.target].offer(&self.batch).is_ok() {
             self.batch.clear();
             true
         } else {
@@ -540,7 +608,7 @@ impl Client {
             command,
         }
         .encode(&mut self.buffer);
-        self.ingress.offer(&self.buffer).is_ok()
+        self.ingress[self.target].offer(&self.buffer).is_ok()
     }
 
     /// Polls responses and hands each to `handle`; returns how many messages arrived.

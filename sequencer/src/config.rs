@@ -76,7 +76,8 @@ pub struct ClusterSection {
     pub members: Vec<String>,
     /// Client ingress endpoint (`ip:port`, UDP) of every member, in node-id order.
     pub ingress: Vec<String>,
-    /// The appointed leader's node id.
+    /// The preferred first leader: it asks for votes as soon as it starts; the others wait an
+    /// election timeout. After a failover the leader stays wherever it was elected.
     #[serde(default)]
     pub leader: u8,
     /// Commands between two state-hash checkpoints (divergence detection).
@@ -86,6 +87,15 @@ pub struct ClusterSection {
     pub heartbeat_interval_ms: u64,
     #[serde(default = "default_resend_timeout_ms")]
     pub resend_timeout_ms: u64,
+    /// A follower that hears no leader for a random time between these starts an election; a
+    /// leader that hears from no majority for the maximum steps down.
+    #[serde(default = "default_election_timeout_min_ms")]
+    pub election_timeout_min_ms: u64,
+    #[serde(default = "default_election_timeout_max_ms")]
+    pub election_timeout_max_ms: u64,
+    /// Seed of the randomised election timeouts (mixed with the node id).
+    #[serde(default = "default_election_seed")]
+    pub election_seed: u64,
     /// Most unacknowledged bytes in flight to one follower; a follower further behind is served
     /// from the leader's journal at its own pace (catch-up).
     #[serde(default = "default_window_bytes")]
@@ -147,6 +157,15 @@ fn default_heartbeat_interval_ms() -> u64 {
 fn default_resend_timeout_ms() -> u64 {
     100
 }
+fn default_election_timeout_min_ms() -> u64 {
+    100
+}
+fn default_election_timeout_max_ms() -> u64 {
+    200
+}
+fn default_election_seed() -> u64 {
+    1
+}
 fn default_window_bytes() -> u64 {
     4 << 20
 }
@@ -188,8 +207,10 @@ impl Default for MatcherSection {
 #[derive(Debug, Clone)]
 pub struct Checked {
     pub agent: AgentConfig,
-    /// The appointed leader's client ingress endpoint (where clients send commands).
+    /// The preferred leader's client ingress endpoint (where clients try first).
     pub leader_ingress: String,
+    /// Every member's client ingress endpoint, by node id (clients follow the leader among them).
+    pub ingress: Vec<String>,
     pub idle: IdleStrategy,
     pub driver_idle: DriverIdle,
     /// The embedded driver gets a thread of its own (`aeron.driver_thread`); otherwise it runs in
@@ -304,6 +325,19 @@ impl NodeConfig {
                 ),
             ));
         }
+        if cluster.election_timeout_min_ms <= cluster.heartbeat_interval_ms
+            || cluster.election_timeout_max_ms < cluster.election_timeout_min_ms
+        {
+            return Err(invalid(
+                "cluster.election_timeout_min_ms",
+                format!(
+                    "need heartbeat_interval_ms ({}) < election_timeout_min_ms ({}) <= election_timeout_max_ms ({})",
+                    cluster.heartbeat_interval_ms,
+                    cluster.election_timeout_min_ms,
+                    cluster.election_timeout_max_ms
+                ),
+            ));
+        }
         if cluster.window_bytes < crate::protocol::APPEND_FRAMES_LEN_MAX as u64 {
             return Err(invalid(
                 "cluster.window_bytes",
@@ -391,6 +425,9 @@ impl NodeConfig {
         let mut replica = ReplicaConfig::new(self.node.id, members as u8, cluster.leader);
         replica.heartbeat_interval_ns = cluster.heartbeat_interval_ms * 1_000_000;
         replica.resend_timeout_ns = cluster.resend_timeout_ms * 1_000_000;
+        replica.election_timeout_min_ns = cluster.election_timeout_min_ms * 1_000_000;
+        replica.election_timeout_max_ns = cluster.election_timeout_max_ms * 1_000_000;
+        replica.seed = cluster.election_seed;
         replica.window_bytes = cluster.window_bytes;
         Ok(Checked {
             agent: AgentConfig {
@@ -402,6 +439,7 @@ impl NodeConfig {
                 matcher,
             },
             leader_ingress: cluster.ingress[cluster.leader as usize].clone(),
+            ingress: cluster.ingress.clone(),
             idle,
             driver_idle,
             driver_thread: self.aeron.driver_thread,

@@ -8,6 +8,14 @@
 //! commands outstanding, latency from the actual send. Either way the number of unanswered commands
 //! is bounded by `in_flight_max` (time spent blocked on that bound is reported), unanswered commands
 //! are resent after `resend_after`, and responses to resends are counted, never double-recorded.
+//!
+//! Failover: the generator announces itself to every member, sends to the one it believes leads,
+//! and moves when a node says "not leader" (following its hint), when a new leader announces
+//! itself, or when nothing is answered for `leader_timeout` (it then tries the next member). It
+//! resends every unanswered command to the new leader in order; client sequence numbers make that
+//! safe (the cluster sequences each at most once). Gaps in the answers longer than
+//! `gap_threshold` are recorded with wall-clock times, so a harness that kills a leader can
+//! measure how long the cluster took to commit again.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -16,15 +24,19 @@ use hdrhistogram::Histogram;
 use matcher::{Command, CommandRecord};
 use rusteron_client::Aeron;
 
-use crate::client::{Client, Response, REASON_NOT_LEADER, REASON_SEQUENCE_GAP, RESPONSE_COMMITTED};
+use crate::client::{
+    Client, REASON_NOT_LEADER, REASON_SEQUENCE_GAP, RESPONSE_COMMITTED, RESPONSE_NEW_LEADER,
+};
 use crate::transport::TransportError;
 use crate::workload::{add_instrument, Workload};
 
 /// What to send and how fast.
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
-    /// The leader's client ingress endpoint.
-    pub leader_ingress: String,
+    /// Every member's client ingress endpoint, by node id.
+    pub ingress: Vec<String>,
+    /// The member tried first.
+    pub leader: usize,
     /// Where responses come back (UDP `ip:port` of this process).
     pub response_endpoint: String,
     /// The client id; must not have been used against this cluster before (its sequence numbers
@@ -44,12 +56,17 @@ pub struct LoadConfig {
     pub resend_after: Duration,
     /// Gives up when no answer arrived for this long.
     pub stall_timeout: Duration,
+    /// With commands unanswered and no answer for this long, try the next member.
+    pub leader_timeout: Duration,
+    /// Answer gaps longer than this are recorded in the report.
+    pub gap_threshold: Duration,
 }
 
 impl LoadConfig {
     pub fn new(leader_ingress: &str, response_endpoint: &str, client_id: u64) -> Self {
         LoadConfig {
-            leader_ingress: leader_ingress.to_string(),
+            ingress: vec![leader_ingress.to_string()],
+            leader: 0,
             response_endpoint: response_endpoint.to_string(),
             client_id,
             rate: 0,
@@ -60,9 +77,14 @@ impl LoadConfig {
             accounts: 100,
             resend_after: Duration::from_secs(1),
             stall_timeout: Duration::from_secs(20),
+            leader_timeout: Duration::from_millis(300),
+            gap_threshold: Duration::from_millis(50),
         }
     }
 }
+
+/// Most answer gaps a report keeps.
+pub const GAPS_MAX: usize = 4096;
 
 /// A client id not used before against a cluster (the time in nanoseconds mixed with the process
 /// id; odd, so never 0): the cluster discards client sequence numbers it has seen, so a new run
@@ -95,6 +117,17 @@ pub struct LoadReport {
     pub back_pressured: u64,
     /// From the first measured command's intended send time to the last answer.
     pub elapsed: Duration,
+    /// Times the generator moved to another member (hint, announcement or silence).
+    pub leader_changes: u64,
+    /// "Not leader" rejects received (each makes the command go to the leader instead).
+    pub not_leader_rejects: u64,
+    /// (last answer before, first answer after) in Unix nanoseconds, for every gap in the answers
+    /// longer than `gap_threshold` while commands were outstanding; at most [`GAPS_MAX`].
+    pub gaps_unix_ns: Vec<(u64, u64)>,
+    /// The client id the run used (to find its commands in a journal).
+    pub client_id: u64,
+    /// The last client sequence sent (the run sent 1..=this).
+    pub client_sequence_last: u64,
 }
 
 impl LoadReport {
@@ -111,8 +144,6 @@ pub enum LoadError {
     Transport(#[from] TransportError),
     #[error("the leader's ingress at {0} did not connect within {1:?}")]
     NotConnected(String, Duration),
-    #[error("{0} is not the leader's ingress (answered: not leader)")]
-    NotLeader(String),
     #[error("no answer for {timeout:?}: {answered} of {sent} commands answered")]
     Stalled {
         timeout: Duration,
@@ -145,51 +176,61 @@ pub fn run(
     on_progress: &mut dyn FnMut(u64, u64),
 ) -> Result<LoadReport, LoadError> {
     crate::runtime::precise_sleeps();
-    let mut client = Client::connect_invoking(
+    let mut client = Client::connect_cluster(
         aeron,
         config.client_id,
-        &config.leader_ingress,
+        &config.ingress,
+        config.leader,
         &config.response_endpoint,
         invoke,
     )?;
     // Once the ingress is connected: Connect, then command 1, which creates the instrument
     // (answered Committed even when it exists already: the matcher rejects it, the command is
-    // still committed). Both are repeated until command 1 is answered, which also proves the
-    // leader opened our response channel.
+    // still committed). Both are repeated until command 1 is committed, which also proves the
+    // leader opened our response channel; "not leader" answers and announcements move us.
     let connect_timeout = Duration::from_secs(20);
     let deadline = Instant::now() + connect_timeout;
     let instrument = add_instrument();
-    let mut answered_first = None;
+    let mut committed_first = false;
     let mut last_send = None::<Instant>;
-    while answered_first.is_none() {
+    let mut leader_term = 0u64;
+    while !committed_first {
         if Instant::now() > deadline {
             return Err(LoadError::NotConnected(
-                config.leader_ingress.clone(),
+                config.ingress[client.target()].clone(),
                 connect_timeout,
             ));
         }
         if stop.load(Ordering::Acquire) {
             return Err(LoadError::Stopped);
         }
-        if client.is_connected()
-            && last_send.is_none_or(|t| t.elapsed() > Duration::from_millis(100))
-            && client.hello()
-        {
-            client.send(1, instrument.as_bytes());
-            last_send = Some(Instant::now());
+        if last_send.is_none_or(|t| t.elapsed() > Duration::from_millis(100)) {
+            if client.is_connected() && client.hello() {
+                client.send(1, instrument.as_bytes());
+                last_send = Some(Instant::now());
+            } else if last_send.is_none_or(|t| t.elapsed() > config.leader_timeout) {
+                // This member does not answer: try the next.
+                client.set_target((client.target() + 1) % client.members());
+                last_send = Some(Instant::now());
+            }
         }
+        let mut move_to = None;
         client.poll(|r| {
-            if r.client_sequence == 1 {
-                answered_first = Some(r);
+            if r.kind == RESPONSE_NEW_LEADER && r.client_sequence > leader_term {
+                leader_term = r.client_sequence;
+                move_to = Some(r.sequence as usize);
+            } else if r.kind == RESPONSE_COMMITTED && r.client_sequence == 1 {
+                committed_first = true;
+            } else if r.reason == REASON_NOT_LEADER && r.sequence > 0 {
+                move_to = Some(r.sequence as usize - 1);
             }
         })?;
+        if let Some(target) = move_to.filter(|&t| t < client.members()) {
+            client.set_target(target);
+            last_send = None;
+        }
         invoke();
         std::thread::sleep(Duration::from_micros(200));
-    }
-    if let Some(Response { kind, reason, .. }) = answered_first {
-        if kind != RESPONSE_COMMITTED && reason == REASON_NOT_LEADER {
-            return Err(LoadError::NotLeader(config.leader_ingress.clone()));
-        }
     }
 
     let capacity = config.in_flight_max.max(1).next_power_of_two();
@@ -206,7 +247,8 @@ pub fn run(
     let mut workload = Workload::new(config.seed, config.accounts);
     // Client sequence 1 was the instrument; measured ones follow the warm-up.
     let first = 2u64;
-    let last = first + config.warmup + config.commands - 1;
+    // `stop` ends the run gracefully: nothing new is sent, what is outstanding is answered.
+    let mut last = first + config.warmup + config.commands - 1;
     let first_measured = first + config.warmup;
     let interval_ns = if config.rate > 0 {
         1_000_000_000f64 / config.rate as f64
@@ -229,7 +271,17 @@ pub fn run(
         blocked: Duration::ZERO,
         back_pressured: 0,
         elapsed: Duration::ZERO,
+        leader_changes: 0,
+        not_leader_rejects: 0,
+        gaps_unix_ns: Vec::new(),
+        client_id: config.client_id,
+        client_sequence_last: 1,
     };
+    let base_unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut last_hello = Instant::now();
+    let mut last_move_ns = 0u64;
     let (mut next, mut oldest) = (first, first);
     let mut blocked_since = None::<u64>;
     let mut last_answer_ns = 0u64;
@@ -240,8 +292,12 @@ pub fn run(
     let mut pending = None::<CommandRecord>;
     let mut resend_from = None::<u64>;
     while oldest <= last {
-        if stop.load(Ordering::Acquire) {
-            return Err(LoadError::Stopped);
+        if stop.load(Ordering::Acquire) && last >= next {
+            last = next - 1;
+            pending = None;
+            if oldest > last {
+                break;
+            }
         }
         invoke();
         let mut work = 0usize;
@@ -283,6 +339,7 @@ pub fn run(
                 first_measured_ns = Some(ring[(next & mask) as usize].intended_ns);
             }
             report.sent += 1;
+            report.client_sequence_last = next;
             next += 1;
             work += 1;
         }
@@ -290,7 +347,24 @@ pub fn run(
             report.back_pressured += 1;
         }
         // Take answers.
+        let mut move_to = None::<usize>;
         let polled = client.poll(|response| {
+            if response.kind == RESPONSE_NEW_LEADER {
+                if response.client_sequence > leader_term {
+                    leader_term = response.client_sequence;
+                    move_to = Some(response.sequence as usize);
+                }
+                return;
+            }
+            if response.kind != RESPONSE_COMMITTED && response.reason == REASON_NOT_LEADER {
+                // Not answered: it goes to the leader the node named (or, with no leader known,
+                // to the next member once the silence lasts).
+                report.not_leader_rejects += 1;
+                if response.sequence > 0 {
+                    move_to = Some(response.sequence as usize - 1);
+                }
+                return;
+            }
             if response.kind != RESPONSE_COMMITTED && response.reason == REASON_SEQUENCE_GAP {
                 // An earlier command was lost on the way: resend from the one the leader expects
                 // (once per resend interval, however many rejects say so).
@@ -309,6 +383,14 @@ pub fn run(
             }
             slot.answered = true;
             let at = now_ns();
+            if at.saturating_sub(last_answer_ns) > config.gap_threshold.as_nanos() as u64
+                && last_answer_ns > 0
+                && report.gaps_unix_ns.len() < GAPS_MAX
+            {
+                report
+                    .gaps_unix_ns
+                    .push((base_unix_ns + last_answer_ns, base_unix_ns + at));
+            }
             last_answer_ns = at;
             if response.kind == RESPONSE_COMMITTED {
                 report.committed += 1;
@@ -328,6 +410,28 @@ pub fn run(
         work += polled;
         while oldest < next && ring[(oldest & mask) as usize].answered {
             oldest += 1;
+        }
+        // Follow the leader: a hint or an announcement, or silence with commands outstanding.
+        let now = now_ns();
+        let silent = oldest < next
+            && now.saturating_sub(last_answer_ns.max(last_move_ns))
+                > config.leader_timeout.as_nanos() as u64;
+        let move_to = move_to
+            .filter(|&t| t < client.members() && t != client.target())
+            .or_else(|| silent.then(|| (client.target() + 1) % client.members()));
+        if let Some(target) = move_to.filter(|_| client.members() > 1) {
+            // Whatever was queued for the old target goes to the new one.
+            client.set_target(target);
+            client.hello();
+            report.leader_changes += 1;
+            last_move_ns = now;
+            resend_from = Some(oldest);
+            last_resend_scan = 0;
+        }
+        if last_hello.elapsed() > Duration::from_millis(200) {
+            // Members that restarted forgot us: announce again (a no-op for the others).
+            last_hello = Instant::now();
+            client.hello();
         }
         // Resend what waited too long (or what a gap reject asks for), in order, at most every
         // 10 ms.

@@ -29,7 +29,12 @@ pub enum LocalError {
     InboxFull(NodeId),
     #[error("matcher configuration: {0}")]
     Matcher(String),
+    #[error("no leader elected within {0} steps")]
+    NoLeader(usize),
 }
+
+/// Most duty-cycle rounds [`LocalCluster::open`] waits for the first election.
+pub const ELECTION_STEPS_MAX: usize = 100;
 
 struct Inboxes {
     queues: Vec<VecDeque<Vec<u8>>>,
@@ -85,7 +90,7 @@ fn open_node(
     .map_err(|source| LocalError::Node { node: id, source })
 }
 
-/// N nodes in this process; node 0 leads.
+/// N nodes in this process; node 0 is elected first (it is the preferred leader).
 pub struct LocalCluster {
     pub nodes: Vec<Node<JournalLog, MatcherState>>,
     inboxes: Inboxes,
@@ -113,11 +118,27 @@ impl LocalCluster {
             queues: (0..members).map(|_| VecDeque::new()).collect(),
             overflow: None,
         };
-        Ok(LocalCluster {
+        let mut cluster = LocalCluster {
             nodes,
             inboxes,
             dirs,
-        })
+        };
+        // The preferred leader asks for votes at once; a few rounds of messages elect it.
+        for _ in 0..ELECTION_STEPS_MAX {
+            if cluster.leader().is_some() {
+                return Ok(cluster);
+            }
+            cluster.step(now_ns, &mut |_, _| {})?;
+        }
+        Err(LocalError::NoLeader(ELECTION_STEPS_MAX))
+    }
+
+    /// The node that leads now, if any.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .position(|n| n.replica.role() == crate::replica::Role::Leader)
+            .map(|id| id as NodeId)
     }
 
     /// Stops node `id` and starts it again from its journal (it replays its log into a fresh
@@ -163,7 +184,8 @@ impl LocalCluster {
         &self.dirs
     }
 
-    /// Submits a client command to the leader.
+    /// Submits a client command to the leader (to node 0 while there is none: it answers
+    /// NotLeader).
     pub fn submit(
         &mut self,
         now_ns: u64,
@@ -171,12 +193,16 @@ impl LocalCluster {
         client_sequence: u64,
         command: &[u8],
     ) -> Result<Submitted, LocalError> {
+        let leader = self.leader().unwrap_or(0);
         let mut effects = Routed {
             inboxes: &mut self.inboxes,
         };
-        self.nodes[0]
+        self.nodes[leader as usize]
             .submit(now_ns, client_id, client_sequence, command, &mut effects)
-            .map_err(|source| LocalError::Node { node: 0, source })
+            .map_err(|source| LocalError::Node {
+                node: leader,
+                source,
+            })
     }
 
     /// One duty cycle of every node: deliver what waits in its inbox, apply, flush. Returns how
@@ -224,7 +250,7 @@ impl LocalCluster {
 
     /// Whether every node has applied everything the leader holds.
     pub fn settled(&self) -> bool {
-        let end = self.nodes[0].log.end();
+        let end = self.nodes[self.leader().unwrap_or(0) as usize].log.end();
         self.nodes
             .iter()
             .all(|n| n.applier.applied_position() == end)

@@ -132,6 +132,8 @@ pub struct NodeAgent {
     started: Instant,
     responses: Vec<Response>,
     pub ingress_malformed: u64,
+    /// The term of the last leader announced to clients.
+    announced_term: u64,
     /// The embedded media driver when this agent owns it; when invoked, it runs in this agent's
     /// duty cycle. Dropped after the Aeron objects above (fields drop in declaration order).
     driver: Option<crate::driver::EmbeddedDriver>,
@@ -207,6 +209,7 @@ impl NodeAgent {
             started,
             responses: Vec::with_capacity(4096),
             ingress_malformed: 0,
+            announced_term: 0,
             driver,
         })
     }
@@ -233,6 +236,7 @@ impl NodeAgent {
             responses,
             ingress_malformed,
             driver,
+            announced_term,
             ..
         } = self;
         let mut work = driver.as_ref().map_or(0, |d| d.do_work());
@@ -265,9 +269,10 @@ impl NodeAgent {
                 };
                 match node.submit(now_ns, client_id, client_sequence, command, sender) {
                     Ok(Submitted::Sequenced { .. }) => {}
-                    // Sequenced before: answer now if it is applied, else its own answer will come.
+                    // Sequenced before: answer now if it is applied (on this node, whoever led
+                    // then), else its own answer will come when it is applied here.
                     Ok(Submitted::Duplicate { .. }) => {
-                        if client_sequence <= sessions.applied(client_id) {
+                        if client_sequence <= node.applier.client_applied(client_id) {
                             responses.push(Response {
                                 kind: RESPONSE_COMMITTED,
                                 reason: 0,
@@ -280,7 +285,11 @@ impl NodeAgent {
                     Ok(Submitted::OutOfOrder { expected }) => {
                         responses.push(reject(REASON_SEQUENCE_GAP, expected))
                     }
-                    Ok(Submitted::NotLeader { .. }) => responses.push(reject(REASON_NOT_LEADER, 0)),
+                    // The leader this node knows, plus one (0: none, an election is under way).
+                    Ok(Submitted::NotLeader { leader }) => responses.push(reject(
+                        REASON_NOT_LEADER,
+                        leader.map_or(0, |l| l as u64 + 1),
+                    )),
                     Ok(Submitted::TooManyClients) => responses.push(reject(REASON_CAPACITY, 0)),
                     Ok(Submitted::TooLarge) => responses.push(reject(REASON_TOO_LARGE, 0)),
                     Err(e) => failure = Some(e),
@@ -317,6 +326,15 @@ impl NodeAgent {
             work += 1;
         }
         let is_leader = node.replica.role() == crate::replica::Role::Leader;
+        if let Some(leader) = node.replica.leader() {
+            if node.replica.term() > *announced_term {
+                // A leader of a new term (this node, or one it now follows): tell the clients,
+                // so they move without waiting for a timeout. Every member announces, in case
+                // the leader itself has not heard from a client since it restarted.
+                *announced_term = node.replica.term();
+                sessions.announce_leader(*announced_term, leader);
+            }
+        }
         work += node.duty_cycle(now_ns, sender, &mut |applied| {
             if is_leader {
                 responses.push(Response {
@@ -350,7 +368,9 @@ impl NodeAgent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NodeStatus {
     pub node_id: NodeId,
-    pub leader: bool,
+    pub role: crate::replica::Role,
+    /// The leader this node knows.
+    pub leader: Option<NodeId>,
     pub term: u64,
     pub log_end: u64,
     pub last_sequence: u64,
@@ -365,17 +385,23 @@ pub struct NodeStatus {
     pub responses_dropped: u64,
     pub sends_back_pressured: u64,
     pub inbox_dropped: u64,
+    pub elections_started: u64,
+    pub leaderships: u64,
+    pub step_downs: u64,
+    pub truncations: u64,
 }
 
 impl std::fmt::Display for NodeStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "node={} role={} term={} sequence={} log_end={} commit={} applied={} commands={} \
+            "node={} role={} leader={} term={} sequence={} log_end={} commit={} applied={} commands={} \
              trades={} checkpoints_verified={} state_hash={:016x} event_digest={:016x} \
-             responses={} responses_dropped={} back_pressured={} inbox_dropped={}",
+             responses={} responses_dropped={} back_pressured={} inbox_dropped={} \
+             elections={} leaderships={} step_downs={} truncations={}",
             self.node_id,
-            if self.leader { "leader" } else { "follower" },
+            self.role,
+            self.leader.map_or("-".to_string(), |l| l.to_string()),
             self.term,
             self.last_sequence,
             self.log_end,
@@ -390,6 +416,10 @@ impl std::fmt::Display for NodeStatus {
             self.responses_dropped,
             self.sends_back_pressured,
             self.inbox_dropped,
+            self.elections_started,
+            self.leaderships,
+            self.step_downs,
+            self.truncations,
         )
     }
 }
@@ -401,7 +431,8 @@ impl NodeAgent {
         let node = &self.node;
         NodeStatus {
             node_id: node.replica.config().node_id,
-            leader: node.replica.role() == crate::replica::Role::Leader,
+            role: node.replica.role(),
+            leader: node.replica.leader(),
             term: node.replica.term(),
             log_end: node.log.end(),
             last_sequence: node.log.last_sequence(),
@@ -416,6 +447,10 @@ impl NodeAgent {
             responses_dropped: self.sessions.responses_dropped,
             sends_back_pressured: self.sender.stats.back_pressured,
             inbox_dropped: self.receiver.dropped() + self.ingress.dropped(),
+            elections_started: node.replica.stats().elections_started,
+            leaderships: node.replica.stats().leaderships,
+            step_downs: node.replica.stats().step_downs,
+            truncations: node.replica.stats().truncations,
         }
     }
 

@@ -56,7 +56,8 @@ impl Driver {
     fn step(&mut self) {
         self.now_ns += 1000;
         self.cluster.step(self.now_ns, &mut |_, _| {}).unwrap();
-        let accepted = std::mem::take(&mut self.cluster.nodes[0].state.sink.recent_accepted);
+        let leader = self.cluster.leader().unwrap_or(0) as usize;
+        let accepted = std::mem::take(&mut self.cluster.nodes[leader].state.sink.recent_accepted);
         for (account, order) in accepted {
             self.workload.accepted(account, order);
         }
@@ -223,4 +224,67 @@ fn a_resent_command_is_not_sequenced_twice() {
         "instrument, the flow, and the resent command once"
     );
     driver.assert_identical();
+}
+
+/// The leader restarts holding commands nobody else has (sequenced, never replicated). The
+/// cluster elects a leader in a higher term by itself, the journals converge (the uncommitted
+/// suffix is either committed by the new leader or truncated), and the client's resends of those
+/// commands leave each in the log exactly once.
+#[test]
+fn a_restarted_leader_hands_over_and_resends_are_not_duplicated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut driver = Driver::open(dir.path());
+    driver.run(2_000);
+    let term_before = driver.cluster.nodes[0].replica.term();
+    assert_eq!(driver.cluster.leader(), Some(0));
+    let mut unreplicated = Vec::new();
+    for _ in 0..10 {
+        driver.client_sequence += 1;
+        let command = driver.workload.next_command();
+        let outcome = driver
+            .cluster
+            .submit(driver.now_ns, 1, driver.client_sequence, command.as_bytes())
+            .unwrap();
+        assert!(matches!(outcome, Submitted::Sequenced { .. }));
+        unreplicated.push((driver.client_sequence, command));
+    }
+    driver
+        .cluster
+        .restart_node(0, false, SEGMENT, CHECKPOINT_INTERVAL, driver.now_ns)
+        .unwrap();
+    assert_eq!(driver.cluster.leader(), None);
+    // Followers wait an election timeout (100..200 ms) without heartbeats, then elect.
+    let mut elected = None;
+    for _ in 0..1_000 {
+        driver.now_ns += 1_000_000;
+        driver.step();
+        if let Some(leader) = driver.cluster.leader() {
+            elected = Some(leader);
+            break;
+        }
+    }
+    let leader = elected.expect("a leader is elected") as usize;
+    assert!(driver.cluster.nodes[leader].replica.term() > term_before);
+    for (sequence, command) in &unreplicated {
+        let outcome = driver
+            .cluster
+            .submit(driver.now_ns, 1, *sequence, command.as_bytes())
+            .unwrap();
+        assert!(
+            matches!(
+                outcome,
+                Submitted::Sequenced { .. } | Submitted::Duplicate { .. }
+            ),
+            "{outcome:?}"
+        );
+    }
+    driver.run(2_000);
+    driver.assert_identical();
+    let node = &driver.cluster.nodes[leader];
+    assert_eq!(node.applier.client_applied(1), driver.client_sequence);
+    assert_eq!(
+        node.applier.commands_applied(),
+        1 + 2_000 + 10 + 2_000,
+        "every command once"
+    );
 }

@@ -66,7 +66,8 @@ pub struct LoadOptions {
     /// A node's configuration file: the load goes to its cluster's leader.
     #[arg(long, conflicts_with = "ingress")]
     pub config: Option<PathBuf>,
-    /// The leader's ingress endpoint (ip:port), instead of --config.
+    /// Every member's ingress endpoint (ip:port), comma-separated in node-id order, instead of
+    /// --config; the first is tried first.
     #[arg(long)]
     pub ingress: Option<String>,
     /// Offered commands per second; 0 = closed loop.
@@ -93,6 +94,14 @@ pub struct LoadOptions {
     /// Save the latency histogram (.hgrm, microseconds) here.
     #[arg(long)]
     pub hgrm: Option<PathBuf>,
+    /// Print every gap in the answers longer than --gap-ms (`gap <from_unix_ns> <to_unix_ns>`),
+    /// e.g. to measure failovers.
+    #[arg(long)]
+    pub print_gaps: bool,
+    /// Gaps in the answers longer than this many milliseconds are counted (and printed with
+    /// --print-gaps).
+    #[arg(long, default_value_t = 50)]
+    pub gap_ms: u64,
 }
 
 fn free_udp_port() -> Result<u16> {
@@ -103,13 +112,17 @@ fn free_udp_port() -> Result<u16> {
 
 /// `exchange loadgen`.
 pub fn loadgen(options: LoadOptions) -> Result<ExitCode> {
-    let ingress = match (&options.ingress, &options.config) {
-        (Some(ingress), _) => ingress.clone(),
-        (None, Some(config)) => NodeConfig::load(config)?.leader_ingress,
+    let (ingress, leader) = match (&options.ingress, &options.config) {
+        (Some(ingress), _) => (ingress.split(',').map(str::to_string).collect(), 0),
+        (None, Some(config)) => {
+            let checked = NodeConfig::load(config)?;
+            (checked.ingress, checked.agent.replica.leader as usize)
+        }
         (None, None) => {
-            bail!("give the leader's ingress endpoint (--ingress) or a node's --config")
+            bail!("give the members' ingress endpoints (--ingress) or a node's --config")
         }
     };
+    let ingress: Vec<String> = ingress;
     install_signal_handlers();
     let port = match options.response_port {
         Some(port) => port,
@@ -117,17 +130,22 @@ pub fn loadgen(options: LoadOptions) -> Result<ExitCode> {
     };
     // A new client id each run unless given: the cluster discards sequence numbers it has seen.
     let client_id = options.client_id.unwrap_or_else(loadgen::fresh_client_id);
-    let mut config = LoadConfig::new(&ingress, &format!("127.0.0.1:{port}"), client_id);
+    let mut config = LoadConfig::new(&ingress[leader], &format!("127.0.0.1:{port}"), client_id);
+    config.ingress = ingress.clone();
+    config.leader = leader;
     config.rate = options.rate;
     config.commands = options.commands;
     config.warmup = options.warmup;
     config.in_flight_max = options.in_flight;
     config.seed = options.seed;
+    config.gap_threshold = Duration::from_millis(options.gap_ms);
     // The driver runs in the load generator's own loop: one busy thread.
     let driver = EmbeddedDriver::launch_invoked(&unique_dir("loadgen"))?;
     let aeron = connect(driver.dir())?;
     println!(
-        "loadgen: client {client_id} → {ingress}, {} commands (+{} warm-up), {}",
+        "loadgen: client {client_id} → {} (first; members {}), {} commands (+{} warm-up), {}",
+        ingress[leader],
+        ingress.join(","),
         config.commands,
         config.warmup,
         if config.rate > 0 {
@@ -157,6 +175,26 @@ pub fn loadgen(options: LoadOptions) -> Result<ExitCode> {
         report.back_pressured,
         report.blocked
     );
+    let longest_gap = report
+        .gaps_unix_ns
+        .iter()
+        .map(|(from, to)| to - from)
+        .max()
+        .unwrap_or(0);
+    println!(
+        "leader changes {} not-leader rejects {} answer gaps over {} ms {} (longest {:.1} ms) client sequences 1..={}",
+        report.leader_changes,
+        report.not_leader_rejects,
+        options.gap_ms,
+        report.gaps_unix_ns.len(),
+        longest_gap as f64 / 1e6,
+        report.client_sequence_last
+    );
+    if options.print_gaps {
+        for (from, to) in &report.gaps_unix_ns {
+            println!("gap {from} {to}");
+        }
+    }
     if !report.resent_sequences.is_empty() {
         println!(
             "first resent client sequences: {:?}",
@@ -267,6 +305,29 @@ impl NodeChild {
             .unwrap_or(0)
     }
 
+    /// A text field of the latest status line ("" before the first).
+    pub fn get_str(&self, key: &str) -> String {
+        self.last
+            .lock()
+            .expect("not poisoned")
+            .get(key)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal to the process (SIGSTOP, SIGCONT, ...).
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: signalling our own child, which has not been waited for.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, signal);
+        }
+    }
+
     /// Whether the process has exited.
     pub fn exited(&mut self) -> Result<Option<std::process::ExitStatus>> {
         Ok(self.child.try_wait()?)
@@ -315,11 +376,16 @@ impl Drop for NodeChild {
     }
 }
 
-/// Waits until every node has applied everything the first (the leader) holds.
+/// The index of the node whose latest status says it leads.
+pub fn leader_of(nodes: &[NodeChild]) -> Option<usize> {
+    nodes.iter().position(|n| n.get_str("role") == "leader")
+}
+
+/// Waits until a node leads and every node has applied everything the leader holds.
 pub fn wait_settled(nodes: &[NodeChild], timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        let end = nodes[0].get("log_end");
+        let end = leader_of(nodes).map_or(0, |l| nodes[l].get("log_end"));
         if end > 0
             && nodes
                 .iter()
@@ -374,8 +440,9 @@ pub fn cluster_up(
         dir.display()
     );
     println!(
-        "  clients: send to the leader's ingress 127.0.0.1:{} (e.g. `exchange loadgen --config {} --rate 10000`)",
+        "  clients: ingress 127.0.0.1:{}..{} (node 0 is elected first; clients follow the leader), e.g. `exchange loadgen --config {} --rate 10000`",
         base_port + 100,
+        base_port + 100 + nodes as u16 - 1,
         configs[0].display()
     );
     println!("  stop with Ctrl-C (SIGINT) or SIGTERM: every node shuts down cleanly");

@@ -220,6 +220,9 @@ pub fn run_processes(
         &format!("127.0.0.1:{}", base + nodes as u16),
         client_id,
     );
+    config.ingress = (0..nodes as u16)
+        .map(|i| format!("127.0.0.1:{}", base + 100 + i))
+        .collect();
     config.rate = rate;
     config.commands = commands;
     config.seed = seed;
@@ -303,7 +306,7 @@ fn conclude(agree: bool, journals_differ: Option<String>, nodes: u8) -> ExitCode
 }
 
 /// The demo's directory: the one given, or a temporary one (removed when the guard drops).
-fn demo_dir(dir: Option<PathBuf>) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+pub fn demo_dir(dir: Option<PathBuf>) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
     Ok(match dir {
         Some(dir) => (dir, None),
         None => {

@@ -1,6 +1,7 @@
 //! The `exchange` command line's building blocks, as a library so tests and benchmarks can drive
 //! the same code: node processes, the local cluster, the load generator, the demo.
 
+pub mod chaos;
 pub mod cluster;
 pub mod demo;
 

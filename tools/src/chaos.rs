@@ -1,0 +1,333 @@
+//! Fault injection against real node processes (`exchange chaos`): a local cluster under steady
+//! load from the load generator (another process), whose leader is killed with SIGKILL again and
+//! again, the dead node restarted each time. Afterwards it proves what failover must keep:
+//! - every command the client sent was answered Committed, and is in the final log exactly once;
+//! - no command the client did not send is in the log;
+//! - all nodes' journals are record-for-record identical, and their state hashes, event digests
+//!   and positions agree;
+//!
+//! and it measures each failover: from the kill to the first command committed afterwards (the
+//! end of the gap in the client's answers that the kill opened).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use sequencer::config::{free_base_port, write_local_cluster};
+
+use crate::cluster::{leader_of, wait_settled, NodeChild};
+
+/// What to do.
+#[derive(Debug, Clone)]
+pub struct ChaosOptions {
+    pub nodes: u8,
+    /// Leader kills.
+    pub kills: u32,
+    /// Offered load, commands per second (open loop).
+    pub rate: u64,
+    /// Seed of the order flow and of the waits between kills.
+    pub seed: u64,
+    /// Status lines every this many milliseconds (how fast the harness sees a new leader).
+    pub status_ms: u64,
+}
+
+impl Default for ChaosOptions {
+    fn default() -> Self {
+        ChaosOptions {
+            nodes: 3,
+            kills: 20,
+            rate: 2_000,
+            seed: 1,
+            status_ms: 50,
+        }
+    }
+}
+
+/// What a run measured.
+#[derive(Debug, Clone)]
+pub struct ChaosReport {
+    /// Per kill: the node killed, its term, and the time to the first command committed after it
+    /// (None when the client's answers showed no gap around the kill).
+    pub kills: Vec<(usize, u64, Option<Duration>)>,
+    /// Commands the client sent (client sequences 1..=this), all answered and committed.
+    pub client_commands: u64,
+    /// Leader changes the client made (hints, announcements, silence).
+    pub client_leader_changes: u64,
+    /// The final term and state hash (equal on every node).
+    pub term: u64,
+    pub state_hash: String,
+}
+
+fn now_unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Waits until `ready()` holds, checking every 5 ms.
+fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        if Instant::now() > deadline {
+            bail!("{what}: not within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+/// A child process whose output lines are collected as they come.
+struct Collected {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Collected {
+    fn spawn(mut command: std::process::Command) -> Result<Collected> {
+        let mut child = command.stdout(Stdio::piped()).spawn()?;
+        let stdout = child.stdout.take().expect("piped");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().expect("not poisoned").push(line);
+            }
+        });
+        Ok(Collected { child, lines })
+    }
+
+    fn finish(mut self, timeout: Duration) -> Result<Vec<String>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                // Let the reader drain the pipe.
+                std::thread::sleep(Duration::from_millis(100));
+                let lines = self.lines.lock().expect("not poisoned").clone();
+                if !status.success() {
+                    bail!("exited with {status}:\n{}", lines.join("\n"));
+                }
+                return Ok(lines);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                bail!("did not finish within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Collected {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Stops every node cleanly and checks that they agree: final state hashes, event digests and
+/// positions equal, journals record-for-record identical. Returns one node's final status fields
+/// and how often each (client id, client sequence) is in the log.
+pub fn stop_and_verify(
+    nodes: Vec<NodeChild>,
+    dirs: &[PathBuf],
+) -> Result<(BTreeMap<String, String>, BTreeMap<(u64, u64), u32>)> {
+    let finals: Vec<BTreeMap<String, String>> = nodes
+        .into_iter()
+        .map(|n| n.stop())
+        .collect::<Result<_>>()?;
+    for key in [
+        "state_hash",
+        "event_digest",
+        "commit",
+        "applied",
+        "sequence",
+    ] {
+        let values: Vec<&String> = finals.iter().map(|f| &f[key]).collect();
+        if values.iter().any(|v| *v != values[0]) {
+            bail!("the nodes disagree on {key}: {values:?}");
+        }
+    }
+    if let Some(difference) = sequencer::local::compare_journals(dirs)? {
+        bail!("journals differ: {difference}");
+    }
+    let mut seen = BTreeMap::new();
+    let mut reader = journal::Reader::open(&dirs[0])?;
+    while let Some(record) = reader.next_record()? {
+        if record.meta.record_type == sequencer::protocol::RECORD_CLIENT_COMMAND {
+            let (client, sequence, _) = sequencer::protocol::split_client_command(record.payload)
+                .context("a client command record without its client header")?;
+            *seen.entry((client, sequence)).or_insert(0u32) += 1;
+        }
+    }
+    Ok((finals.into_iter().next().expect("a node"), seen))
+}
+
+/// Runs a cluster in `dir` and kills its leader `options.kills` times under load.
+pub fn kill_leader_repeatedly(
+    exe: &Path,
+    dir: &Path,
+    options: &ChaosOptions,
+    on_kill: &mut dyn FnMut(u32, usize, u64),
+) -> Result<ChaosReport> {
+    let nodes_count = options.nodes;
+    let base = free_base_port(nodes_count as u16 + 1)?;
+    let configs = write_local_cluster(
+        dir,
+        nodes_count,
+        base,
+        &format!("status_interval_ms = {}", options.status_ms),
+        "",
+    )?;
+    let mut nodes: Vec<NodeChild> = configs
+        .iter()
+        .map(|c| NodeChild::spawn(exe, c, false))
+        .collect::<Result<_>>()?;
+    // Enough commands to outlast the kills; the generator is stopped (gracefully) after them.
+    let commands = options.rate * (20 + 4 * options.kills as u64);
+    let mut load = std::process::Command::new(exe);
+    load.arg("loadgen")
+        .arg("--config")
+        .arg(&configs[0])
+        .args(["--rate", &options.rate.to_string()])
+        .args(["--commands", &commands.to_string()])
+        .args(["--seed", &options.seed.to_string()])
+        .args(["--gap-ms", "5", "--print-gaps"]);
+    let load = Collected::spawn(load).context("starting the load generator")?;
+    let mut rng = sequencer::sim::Rng::new(options.seed);
+    let mut kills = Vec::new();
+    let mut last_term = 0u64;
+    let find_leader = |nodes: &[NodeChild], after_term: u64| {
+        leader_of(nodes)
+            .map(|l| (l, nodes[l].get("term")))
+            .filter(|&(_, term)| term > after_term)
+    };
+    for kill in 0..options.kills {
+        // A leader of a newer term, committing the load.
+        let mut found = None;
+        wait_for("a new leader", Duration::from_secs(20), || {
+            found = find_leader(&nodes, last_term);
+            found.is_some()
+        })?;
+        let (leader, term) = found.expect("found");
+        let commit = nodes[leader].get("commit");
+        wait_for(
+            "the new leader committing",
+            Duration::from_secs(20),
+            || nodes[leader].get("commit") > commit,
+        )?;
+        std::thread::sleep(Duration::from_millis(rng.between(200, 600)));
+        if find_leader(&nodes, last_term).map(|(l, _)| l) != Some(leader) {
+            bail!("the leader changed without a kill (node {leader}, term {term})");
+        }
+        let at = now_unix_ns();
+        nodes[leader].kill_hard()?;
+        kills.push((leader, term, at));
+        on_kill(kill, leader, term);
+        last_term = term;
+        std::thread::sleep(Duration::from_millis(rng.between(50, 300)));
+        nodes[leader] = NodeChild::spawn(exe, &configs[leader], false)?;
+    }
+    let mut found = None;
+    wait_for("a leader after the last kill", Duration::from_secs(20), || {
+        found = find_leader(&nodes, last_term);
+        found.is_some()
+    })?;
+    std::thread::sleep(Duration::from_secs(1));
+    // SIGINT: the generator stops sending and waits for every outstanding answer.
+    // SAFETY: signalling our own child, which has not been waited for.
+    unsafe {
+        libc::kill(load.child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let lines = load
+        .finish(Duration::from_secs(60))
+        .context("the load generator")?;
+    let field = |prefix: &str| -> Result<&str> {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix))
+            .with_context(|| format!("no `{prefix}` line in the load generator's output"))
+    };
+    let client_id: u64 = field("loadgen: client ")?
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .context("client id")?;
+    let committed: Vec<&str> = field("committed ")?.split_whitespace().collect();
+    let summary = field("leader changes ")?;
+    let client_commands: u64 = summary
+        .rsplit("1..=")
+        .next()
+        .and_then(|s| s.trim().parse().ok())
+        .context("client sequences")?;
+    let leader_changes: u64 = summary
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .context("leader changes")?;
+    if committed.get(1) != Some(&"rejected") || committed.get(2) != Some(&"0") {
+        bail!("the load generator saw rejects: committed {}", committed.join(" "));
+    }
+    let answered: u64 = committed[0].parse().context("committed count")?;
+    if answered + 1 != client_commands {
+        bail!("{answered} measured commands answered Committed, but 2..={client_commands} were sent");
+    }
+    let gaps: Vec<(u64, u64)> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("gap "))
+        .filter_map(|g| {
+            let (a, b) = g.split_once(' ')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .collect();
+    wait_settled(&nodes, Duration::from_secs(60))?;
+    let dirs: Vec<PathBuf> = (0..nodes_count)
+        .map(|id| dir.join(format!("journal-{id}")))
+        .collect();
+    let (last, seen) = stop_and_verify(nodes, &dirs)?;
+    // Exactly the client's commands, each once.
+    for sequence in 1..=client_commands {
+        match seen.get(&(client_id, sequence)) {
+            Some(1) => {}
+            Some(n) => bail!("client sequence {sequence} is in the log {n} times"),
+            None => bail!("client sequence {sequence}, answered Committed, is not in the log"),
+        }
+    }
+    if seen.len() as u64 != client_commands {
+        bail!(
+            "the log holds {} client commands, the client sent {client_commands}",
+            seen.len()
+        );
+    }
+    let kills = kills
+        .into_iter()
+        .map(|(node, term, at)| {
+            // The answers stopped around the kill (a few already on their way may still arrive
+            // just after it); the first answer after the outage ends the failover: the end of
+            // the longest gap that began by 50 ms after the kill and ended after it.
+            let failover = gaps
+                .iter()
+                .filter(|&&(from, to)| to > at && from <= at + 50_000_000)
+                .max_by_key(|&&(from, to)| to - from)
+                .map(|&(_, to)| Duration::from_nanos(to - at));
+            (node, term, failover)
+        })
+        .collect();
+    Ok(ChaosReport {
+        kills,
+        client_commands,
+        client_leader_changes: leader_changes,
+        term: last.get("term").and_then(|t| t.parse().ok()).unwrap_or(0),
+        state_hash: last.get("state_hash").cloned().unwrap_or_default(),
+    })
+}
+
+/// Failover times of a report, sorted (kills whose gap was not seen are left out).
+pub fn failover_times(report: &ChaosReport) -> Vec<Duration> {
+    let mut times: Vec<Duration> = report.kills.iter().filter_map(|k| k.2).collect();
+    times.sort();
+    times
+}
