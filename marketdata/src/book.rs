@@ -634,7 +634,7 @@ impl Book {
         &self,
         timestamp_ns: u64,
         sequence: u64,
-        sink: &mut impl MessageSink,
+        sink: &mut (impl MessageSink + ?Sized),
     ) -> u64 {
         let timestamp_ns = timestamp_ns % itch::NANOSECONDS_PER_DAY;
         let mut count = 0u64;

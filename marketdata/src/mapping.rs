@@ -280,7 +280,7 @@ pub trait MessageSink {
     fn message(&mut self, sequence: u64, message: &[u8]);
 }
 
-impl<F: FnMut(u64, &[u8])> MessageSink for F {
+impl<F: FnMut(u64, &[u8]) + ?Sized> MessageSink for F {
     fn message(&mut self, sequence: u64, message: &[u8]) {
         self(sequence, message)
     }
@@ -473,7 +473,7 @@ impl FeedEncoder {
         self.references.get(order_id).unwrap_or(order_id)
     }
 
-    fn emit(&mut self, message: &Message, sink: &mut impl MessageSink) {
+    fn emit(&mut self, message: &Message, sink: &mut (impl MessageSink + ?Sized)) {
         let mut buffer = [0u8; itch::MESSAGE_LEN_MAX];
         // The header's timestamp is reduced modulo a day and every message fits the buffer.
         let len = match message.encode(&mut buffer) {
@@ -494,7 +494,7 @@ impl FeedEncoder {
         timestamp_ns: u64,
         record: &CommandRecord,
         events: &[Event],
-        sink: &mut impl MessageSink,
+        sink: &mut (impl MessageSink + ?Sized),
     ) -> Result<u32, FeedError> {
         let messages_before = self.counters.messages;
         let timestamp_ns = timestamp_ns % itch::NANOSECONDS_PER_DAY;
@@ -630,7 +630,7 @@ impl FeedEncoder {
         timestamp_ns: u64,
         record: &CommandRecord,
         event: &Event,
-        sink: &mut impl MessageSink,
+        sink: &mut (impl MessageSink + ?Sized),
     ) -> Result<(), FeedError> {
         let instrument_id = event.instrument_id.get();
         let index = (instrument_id as usize)
@@ -731,7 +731,7 @@ impl FeedEncoder {
         &mut self,
         timestamp_ns: u64,
         matcher: &Matcher,
-        sink: &mut impl MessageSink,
+        sink: &mut (impl MessageSink + ?Sized),
     ) -> Result<Checksum, FeedError> {
         let checksum = self.book_checksum(matcher)?;
         let message = Message::BookChecksum(itch::BookChecksum {
@@ -758,7 +758,7 @@ impl FeedEncoder {
         &self,
         timestamp_ns: u64,
         matcher: &Matcher,
-        sink: &mut impl MessageSink,
+        sink: &mut (impl MessageSink + ?Sized),
     ) -> Result<u64, FeedError> {
         let timestamp_ns = timestamp_ns % itch::NANOSECONDS_PER_DAY;
         let mut count = 0u64;
