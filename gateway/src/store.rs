@@ -149,16 +149,20 @@ impl MessageStore for MemoryStore {
             self.first_sequence = sequence;
             self.head = 0;
         }
+        // Invariant: in circular order from `head` the arena holds free space, then the oldest
+        // .. newest entries. Wrapping to 0 gives up [head, end): the entries there are the
+        // oldest and go first; then those overlapping the new message's bytes.
+        let mut wrapped_from = None;
         if self.head + length > self.arena.len() {
+            wrapped_from = Some(self.head);
             self.head = 0;
         }
-        // The entries overlapping [head, head + length) are always the oldest ones: in circular
-        // order from `head` the ring holds free space, then oldest .. newest.
         while let Some(oldest) = self.entries.front() {
             let start = oldest.offset as usize;
             let end = start + oldest.length as usize;
             let overlaps = start < self.head + length && end > self.head;
-            if overlaps || self.entries.len() == self.entries_max {
+            let abandoned = wrapped_from.is_some_and(|from| start >= from);
+            if overlaps || abandoned || self.entries.len() == self.entries_max {
                 self.pop_oldest();
             } else {
                 break;
