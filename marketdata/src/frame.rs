@@ -521,6 +521,11 @@ impl RetransmitRing {
 
 impl MessageSink for RetransmitRing {
     fn message(&mut self, sequence: u64, message: &[u8]) {
+        if sequence == u64::MAX {
+            // No sequence follows it; hold nothing rather than wrap.
+            self.held = 0;
+            return;
+        }
         if self.held > 0 && sequence != self.sequence_end {
             self.held = 0;
         }

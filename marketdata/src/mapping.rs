@@ -818,7 +818,7 @@ impl FeedEncoder {
                 tracking_number: 0,
                 timestamp_ns,
             },
-            sequence: self.sequence_next - 1,
+            sequence: self.sequence_next.saturating_sub(1),
             checksum: checksum.value,
         }));
         Ok(count)
