@@ -962,7 +962,9 @@ impl Replica {
             self.commit_position = commit;
             effects.committed(commit);
         }
-        let position = log.durable().min(log.end());
+        // Acknowledge only what is durable and known to match the leader's log: records past
+        // `verified_end` may be a deposed leader's, which must not count towards a commit.
+        let position = log.durable().min(verified_end);
         effects.send(
             from,
             &Message::Ack {

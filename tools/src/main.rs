@@ -466,10 +466,15 @@ fn simulate(seeds: u64, start: u64, seed: Option<u64>) -> Result<ExitCode> {
             let acknowledged: u64 = reports.iter().map(|r| r.commands_acknowledged).sum();
             let dropped: u64 = reports.iter().map(|r| r.messages_dropped).sum();
             let events: u64 = reports.iter().map(|r| r.events).sum();
+            let sum = |f: fn(&sequencer::sim::SimReport) -> u64| reports.iter().map(f).sum::<u64>();
             println!(
-                "ok: {seeds} seeds ({start}..{}) in {:.1?}: {events} events, {acknowledged} commands acknowledged, {dropped} messages dropped; every invariant held",
+                "ok: {seeds} seeds ({start}..{}) in {:.1?}: {events} events, {acknowledged} commands acknowledged, {dropped} messages dropped, {} crashes, {} partitions, {} delay spikes, {} leaders elected; every invariant held",
                 start + seeds,
-                started.elapsed()
+                started.elapsed(),
+                sum(|r| r.crashes),
+                sum(|r| r.partitions),
+                sum(|r| r.delay_spikes),
+                sum(|r| r.leaders_elected),
             );
             Ok(ExitCode::SUCCESS)
         }
