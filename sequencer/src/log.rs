@@ -88,7 +88,8 @@ impl TermVote {
         };
         let temporary = dir.join("vote.tmp");
         let mut file = std::fs::File::create(&temporary).map_err(|e| fail("create", e))?;
-        file.write_all(&self.encode()).map_err(|e| fail("write", e))?;
+        file.write_all(&self.encode())
+            .map_err(|e| fail("write", e))?;
         file.sync_all().map_err(|e| fail("sync", e))?;
         std::fs::rename(&temporary, dir.join(VOTE_FILE)).map_err(|e| fail("rename", e))?;
         std::fs::File::open(dir)

@@ -152,20 +152,20 @@ impl<'a> Message<'a> {
                 last_position,
                 last_term,
                 pre,
-            } => (4, from, pre as u8, term, [last_position, 0, 0, last_term], &[]),
+            } => (
+                4,
+                from,
+                pre as u8,
+                term,
+                [last_position, 0, 0, last_term],
+                &[],
+            ),
             Message::Vote {
                 from,
                 term,
                 granted,
                 pre,
-            } => (
-                5,
-                from,
-                pre as u8 | (granted as u8) << 1,
-                term,
-                [0; 4],
-                &[],
-            ),
+            } => (5, from, pre as u8 | (granted as u8) << 1, term, [0; 4], &[]),
         };
         out.extend_from_slice(&[kind, from, flags, 0, 0, 0, 0, 0]);
         for value in [term, a, b, c, d] {

@@ -429,7 +429,10 @@ impl Replica {
     /// Records that a record of `term` starts at `position` (the log's end before appending it).
     fn note_term(&mut self, term: u64, position: u64) -> Result<(), ReplicaError> {
         if self.terms.last().is_none_or(|&(last, _)| last != term) {
-            debug_assert!(self.terms.last().is_none_or(|&(last, start)| last < term && start < position));
+            debug_assert!(self
+                .terms
+                .last()
+                .is_none_or(|&(last, start)| last < term && start < position));
             if self.terms.len() >= TERMS_MAX {
                 return Err(ReplicaError::TooManyTerms);
             }
@@ -444,7 +447,11 @@ impl Replica {
             return None;
         }
         let index = self.terms.partition_point(|&(_, start)| start < position);
-        Some(if index == 0 { 0 } else { self.terms[index - 1].0 })
+        Some(if index == 0 {
+            0
+        } else {
+            self.terms[index - 1].0
+        })
     }
 
     /// Where the term of the record ending at `position` begins (0 when none).

@@ -103,8 +103,16 @@ impl SimConfig {
             delay_ns_max: delay_ns_min + rng.between(0, 5_000_000),
             checkpoint_interval: rng.between(1, 16),
             refuse_per_million: [0, 0, 20_000, 200_000][rng.below(4) as usize] as u32,
-            fault_window_ns: if faults { rng.between(1, 8) * 1_000_000_000 } else { 0 },
-            fault_interval_ns: if faults { rng.between(100, 800) * 1_000_000 } else { 0 },
+            fault_window_ns: if faults {
+                rng.between(1, 8) * 1_000_000_000
+            } else {
+                0
+            },
+            fault_interval_ns: if faults {
+                rng.between(100, 800) * 1_000_000
+            } else {
+                0
+            },
             clock_drift_ppm_max: [0, 1_000, 50_000][rng.below(3) as usize],
             sync_per_million: [1_000_000, 500_000, 100_000][rng.below(3) as usize] as u32,
             time_limit_ns: 180_000_000_000,
@@ -182,19 +190,48 @@ impl StateMachine for HashChain {
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Event {
-    Tick { node: NodeId },
-    Deliver { from: NodeId, to: NodeId, bytes: Vec<u8> },
-    ClientSend { client: u32 },
+    Tick {
+        node: NodeId,
+    },
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        bytes: Vec<u8>,
+    },
+    ClientSend {
+        client: u32,
+    },
     /// Timeouts and redirects name the send attempt they belong to: only the latest counts, so
     /// one command never has two resend chains.
-    ClientTimeout { client: u32, attempt: u64 },
-    Ingress { client: u32, to: NodeId, client_sequence: u64, attempt: u64 },
-    Response { client: u32, client_sequence: u64 },
+    ClientTimeout {
+        client: u32,
+        attempt: u64,
+    },
+    Ingress {
+        client: u32,
+        to: NodeId,
+        client_sequence: u64,
+        attempt: u64,
+    },
+    Response {
+        client: u32,
+        client_sequence: u64,
+    },
     /// "Not leader": the node that answered, and the leader it knows.
-    Redirect { client: u32, attempt: u64, from: NodeId, leader: Option<NodeId> },
+    Redirect {
+        client: u32,
+        attempt: u64,
+        from: NodeId,
+        leader: Option<NodeId>,
+    },
     Fault,
-    Restart { node: NodeId },
-    Heal { from: NodeId, to: NodeId },
+    Restart {
+        node: NodeId,
+    },
+    Heal {
+        from: NodeId,
+        to: NodeId,
+    },
 }
 
 struct SimNode {
@@ -261,6 +298,8 @@ struct Sim {
     cut: [[bool; NODES_MAX]; NODES_MAX],
     extra_delay_ns: [[u64; NODES_MAX]; NODES_MAX],
     report: SimReport,
+    /// `SIM_TRACE` set: every duty cycle and crash is printed to stderr (for replaying a seed).
+    trace: bool,
 }
 
 fn command_bytes(client: u32, client_sequence: u64) -> Vec<u8> {
@@ -318,6 +357,7 @@ impl Sim {
             cut: [[false; NODES_MAX]; NODES_MAX],
             extra_delay_ns: [[0; NODES_MAX]; NODES_MAX],
             report: SimReport::default(),
+            trace: std::env::var_os("SIM_TRACE").is_some(),
         };
         for id in 0..sim.config.nodes {
             sim.start_node(id)?;
@@ -457,10 +497,11 @@ impl Sim {
         }
         let duration = self.rng.between(10_000_000, 1_500_000_000).min(window_left);
         // Faults aim at the leader half of the time: that is where failover happens.
-        let leader = self
-            .nodes
-            .iter()
-            .position(|s| s.node.as_ref().is_some_and(|n| n.replica.role() == Role::Leader));
+        let leader = self.nodes.iter().position(|s| {
+            s.node
+                .as_ref()
+                .is_some_and(|n| n.replica.role() == Role::Leader)
+        });
         let victim = match leader {
             Some(l) if self.rng.below(2) == 0 => l as NodeId,
             _ => self.rng.below(n) as NodeId,
@@ -469,8 +510,13 @@ impl Sim {
             0 => {
                 if let Some(node) = self.nodes[victim as usize].node.take() {
                     self.report.crashes += 1;
-                    if std::env::var_os("SIM_TRACE").is_some() {
-                        eprintln!("t={} CRASH node {victim} end {} durable {}", self.now_ns, node.log.end(), node.log.durable());
+                    if self.trace {
+                        eprintln!(
+                            "t={} CRASH node {victim} end {} durable {}",
+                            self.now_ns,
+                            node.log.end(),
+                            node.log.durable()
+                        );
                     }
                     let mut log = node.log;
                     log.crash();
@@ -485,8 +531,20 @@ impl Sim {
                     if other != victim {
                         self.cut[victim as usize][other as usize] = true;
                         self.cut[other as usize][victim as usize] = true;
-                        self.schedule(self.now_ns + duration, Event::Heal { from: victim, to: other });
-                        self.schedule(self.now_ns + duration, Event::Heal { from: other, to: victim });
+                        self.schedule(
+                            self.now_ns + duration,
+                            Event::Heal {
+                                from: victim,
+                                to: other,
+                            },
+                        );
+                        self.schedule(
+                            self.now_ns + duration,
+                            Event::Heal {
+                                from: other,
+                                to: victim,
+                            },
+                        );
                     }
                 }
             }
@@ -508,7 +566,13 @@ impl Sim {
                 let extra = self.rng.between(5_000_000, 300_000_000);
                 for other in 0..self.config.nodes {
                     self.extra_delay_ns[victim as usize][other as usize] = extra;
-                    self.schedule(self.now_ns + duration, Event::Heal { from: victim, to: other });
+                    self.schedule(
+                        self.now_ns + duration,
+                        Event::Heal {
+                            from: victim,
+                            to: other,
+                        },
+                    );
                 }
             }
             _ => {}
@@ -533,8 +597,7 @@ impl Sim {
             }
             Event::Fault => self.fault()?,
             Event::Restart { node } => {
-                self.start_node(node)
-                    .map_err(|what| self.violation(what))?;
+                self.start_node(node).map_err(|what| self.violation(what))?;
             }
             Event::Heal { from, to } => {
                 self.cut[from as usize][to as usize] = false;
@@ -713,7 +776,7 @@ impl Sim {
             Ok(())
         })();
         let (role, term) = (node.replica.role(), node.replica.term());
-        if std::env::var_os("SIM_TRACE").is_some() {
+        if self.trace {
             eprintln!(
                 "t={} node {id} {role} term {term} commit {} end {} durable {} last_term {} msg {:?}",
                 self.now_ns,

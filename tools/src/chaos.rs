@@ -128,17 +128,20 @@ impl Drop for Collected {
     }
 }
 
+/// Status fields of a node's last line.
+pub type StatusFields = BTreeMap<String, String>;
+/// How often each (client id, client sequence) is in a log.
+pub type CommandCounts = BTreeMap<(u64, u64), u32>;
+
 /// Stops every node cleanly and checks that they agree: final state hashes, event digests and
 /// positions equal, journals record-for-record identical. Returns one node's final status fields
 /// and how often each (client id, client sequence) is in the log.
 pub fn stop_and_verify(
     nodes: Vec<NodeChild>,
     dirs: &[PathBuf],
-) -> Result<(BTreeMap<String, String>, BTreeMap<(u64, u64), u32>)> {
-    let finals: Vec<BTreeMap<String, String>> = nodes
-        .into_iter()
-        .map(|n| n.stop())
-        .collect::<Result<_>>()?;
+) -> Result<(StatusFields, CommandCounts)> {
+    let finals: Vec<BTreeMap<String, String>> =
+        nodes.into_iter().map(|n| n.stop()).collect::<Result<_>>()?;
     for key in [
         "state_hash",
         "event_digest",
@@ -158,8 +161,9 @@ pub fn stop_and_verify(
     let mut reader = journal::Reader::open(&dirs[0])?;
     while let Some(record) = reader.next_record()? {
         if record.meta.record_type == sequencer::protocol::RECORD_CLIENT_COMMAND {
-            let (client, sequence, _) = sequencer::protocol::split_client_command(record.payload)
-                .context("a client command record without its client header")?;
+            let (client, sequence, _) =
+                sequencer::protocol::split_client_command(record.payload)
+                    .context("a client command record without its client header")?;
             *seen.entry((client, sequence)).or_insert(0u32) += 1;
         }
     }
@@ -214,11 +218,9 @@ pub fn kill_leader_repeatedly(
         })?;
         let (leader, term) = found.expect("found");
         let commit = nodes[leader].get("commit");
-        wait_for(
-            "the new leader committing",
-            Duration::from_secs(20),
-            || nodes[leader].get("commit") > commit,
-        )?;
+        wait_for("the new leader committing", Duration::from_secs(20), || {
+            nodes[leader].get("commit") > commit
+        })?;
         std::thread::sleep(Duration::from_millis(rng.between(200, 600)));
         if find_leader(&nodes, last_term).map(|(l, _)| l) != Some(leader) {
             bail!("the leader changed without a kill (node {leader}, term {term})");
@@ -232,10 +234,14 @@ pub fn kill_leader_repeatedly(
         nodes[leader] = NodeChild::spawn(exe, &configs[leader], false)?;
     }
     let mut found = None;
-    wait_for("a leader after the last kill", Duration::from_secs(20), || {
-        found = find_leader(&nodes, last_term);
-        found.is_some()
-    })?;
+    wait_for(
+        "a leader after the last kill",
+        Duration::from_secs(20),
+        || {
+            found = find_leader(&nodes, last_term);
+            found.is_some()
+        },
+    )?;
     std::thread::sleep(Duration::from_secs(1));
     // SIGINT: the generator stops sending and waits for every outstanding answer.
     // SAFETY: signalling our own child, which has not been waited for.
@@ -269,11 +275,16 @@ pub fn kill_leader_repeatedly(
         .and_then(|s| s.parse().ok())
         .context("leader changes")?;
     if committed.get(1) != Some(&"rejected") || committed.get(2) != Some(&"0") {
-        bail!("the load generator saw rejects: committed {}", committed.join(" "));
+        bail!(
+            "the load generator saw rejects: committed {}",
+            committed.join(" ")
+        );
     }
     let answered: u64 = committed[0].parse().context("committed count")?;
     if answered + 1 != client_commands {
-        bail!("{answered} measured commands answered Committed, but 2..={client_commands} were sent");
+        bail!(
+            "{answered} measured commands answered Committed, but 2..={client_commands} were sent"
+        );
     }
     let gaps: Vec<(u64, u64)> = lines
         .iter()
@@ -330,4 +341,293 @@ pub fn failover_times(report: &ChaosReport) -> Vec<Duration> {
     let mut times: Vec<Duration> = report.kills.iter().filter_map(|k| k.2).collect();
     times.sort();
     times
+}
+
+/// Network namespaces joined only to each other: one per node and one for the client, each with
+/// a veth link to a bridge in a switch namespace (addresses 10.99.0.1.. on the bridge's subnet,
+/// no route anywhere else). Removed on drop.
+pub struct Namespaces {
+    prefix: String,
+    members: usize,
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    let output = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .context("running ip (iproute2)")?;
+    if !output.status.success() {
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+impl Namespaces {
+    /// `members` namespaces `<prefix>-0..` plus `<prefix>-sw` (the bridge); needs root.
+    pub fn create(prefix: &str, members: usize) -> Result<Namespaces> {
+        let namespaces = Namespaces {
+            prefix: prefix.to_string(),
+            members,
+        };
+        let switch = format!("{prefix}-sw");
+        ip(&["netns", "add", &switch])?;
+        ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &switch, "link", "set", "br0", "up"])?;
+        for i in 0..members {
+            let ns = namespaces.name(i);
+            let (inside, outside) = (format!("{prefix}{i}a"), format!("{prefix}{i}b"));
+            ip(&["netns", "add", &ns])?;
+            ip(&[
+                "link", "add", &inside, "type", "veth", "peer", "name", &outside,
+            ])?;
+            ip(&["link", "set", &inside, "netns", &ns])?;
+            ip(&["link", "set", &outside, "netns", &switch])?;
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", namespaces.address(i)),
+                "dev",
+                &inside,
+            ])?;
+            ip(&["-n", &ns, "link", "set", &inside, "up"])?;
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            ip(&["-n", &switch, "link", "set", &outside, "master", "br0"])?;
+            ip(&["-n", &switch, "link", "set", &outside, "up"])?;
+        }
+        Ok(namespaces)
+    }
+
+    /// Namespace `i`'s name.
+    pub fn name(&self, i: usize) -> String {
+        format!("{}-{i}", self.prefix)
+    }
+
+    /// Namespace `i`'s address.
+    pub fn address(&self, i: usize) -> String {
+        format!("10.99.0.{}", i + 1)
+    }
+
+    /// Cuts namespace `i` off from `others` (both ways, by blackhole routes on each side), or
+    /// heals that cut; every other path (a client's, say) stays.
+    pub fn cut(&self, i: usize, others: &[usize], cut: bool) -> Result<()> {
+        let verb = if cut { "add" } else { "del" };
+        for &j in others {
+            for (from, to) in [(i, j), (j, i)] {
+                let target = format!("{}/32", self.address(to));
+                ip(&["-n", &self.name(from), "route", verb, "blackhole", &target])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes namespace `i`'s link down (`up == false`) or up again.
+    pub fn set_link(&self, i: usize, up: bool) -> Result<()> {
+        ip(&[
+            "-n",
+            &format!("{}-sw", self.prefix),
+            "link",
+            "set",
+            &format!("{}{i}b", self.prefix),
+            if up { "up" } else { "down" },
+        ])
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes the veth ends inside it, and with them their peers.
+        for i in 0..self.members {
+            let _ = ip(&["netns", "delete", &self.name(i)]);
+        }
+        let _ = ip(&["netns", "delete", &format!("{}-sw", self.prefix)]);
+    }
+}
+
+/// What the partition test saw.
+#[derive(Debug, Clone)]
+pub struct PartitionReport {
+    /// Namespaces (separate hosts on a bridge) or SIGSTOP (on one loopback).
+    pub isolation: &'static str,
+    pub old_leader: usize,
+    pub old_term: u64,
+    /// The old leader's commit position when it was cut off, and when it came back.
+    pub commit_at_cut: u64,
+    pub commit_at_heal: u64,
+    /// Its log end when it came back (above the commit: records it could not commit).
+    pub log_end_at_heal: u64,
+    /// Its role while cut off (namespaces: it keeps running and steps down by itself).
+    pub role_while_cut: String,
+    /// Divergent suffixes it removed after it returned (the records it could not commit).
+    pub truncations_after: u64,
+    pub new_leader: usize,
+    pub new_term: u64,
+    /// The old leader's term and role after it returned.
+    pub term_after: u64,
+    pub role_after: String,
+    pub client_commands: u64,
+}
+
+/// A 3-node cluster under load; the leader is cut off from the other nodes (blackhole routes
+/// between its namespace and theirs: the client still reaches it, so it goes on sequencing
+/// commands it cannot commit; without namespaces the process is stopped with SIGSTOP) for
+/// `cut_for`, then returns. Proves
+/// that the old leader committed nothing while cut off, that the others elected a leader of a
+/// higher term, that the old leader follows it when it returns, and that afterwards every command
+/// is in every journal exactly once and the nodes agree.
+pub fn partition_old_leader(
+    exe: &Path,
+    dir: &Path,
+    namespaces: Option<&Namespaces>,
+    cut_for: Duration,
+) -> Result<PartitionReport> {
+    let nodes_count = 3u8;
+    let base = free_base_port(nodes_count as u16 + 1)?;
+    let configs = write_local_cluster(dir, nodes_count, base, "status_interval_ms = 50", "")?;
+    if let Some(ns) = namespaces {
+        // Every endpoint on its own host's address.
+        for config in &configs {
+            let mut text = std::fs::read_to_string(config)?;
+            for i in 0..nodes_count as u16 {
+                for port in [base + i, base + 100 + i] {
+                    text = text.replace(
+                        &format!("127.0.0.1:{port}"),
+                        &format!("{}:{port}", ns.address(i as usize)),
+                    );
+                }
+            }
+            std::fs::write(config, text)?;
+        }
+    }
+    let wrapper = |i: usize| -> Vec<String> {
+        namespaces.map_or(Vec::new(), |ns| {
+            vec!["ip".into(), "netns".into(), "exec".into(), ns.name(i)]
+        })
+    };
+    let mut nodes = Vec::new();
+    for (i, config) in configs.iter().enumerate() {
+        let w = wrapper(i);
+        let w: Vec<&str> = w.iter().map(String::as_str).collect();
+        nodes.push(NodeChild::spawn_in(&w, exe, config, false)?);
+    }
+    let client = wrapper(nodes_count as usize);
+    let mut load = match client.split_first() {
+        Some((program, args)) => {
+            let mut command = std::process::Command::new(program);
+            command.args(args).arg(exe);
+            command
+        }
+        None => std::process::Command::new(exe),
+    };
+    load.arg("loadgen").arg("--config").arg(&configs[0]).args([
+        "--rate",
+        "1000",
+        "--commands",
+        "1000000",
+        "--gap-ms",
+        "20",
+    ]);
+    if let Some(ns) = namespaces {
+        load.args(["--response-host", &ns.address(nodes_count as usize)]);
+    }
+    let load = Collected::spawn(load).context("starting the load generator")?;
+    let mut found = None;
+    wait_for("a leader", Duration::from_secs(30), || {
+        found = leader_of(&nodes);
+        found.is_some()
+    })?;
+    let old = found.expect("found");
+    let old_term = nodes[old].get("term");
+    let commit = nodes[old].get("commit");
+    wait_for("the leader committing", Duration::from_secs(30), || {
+        nodes[old].get("commit") > commit + 1000
+    })?;
+    let others: Vec<usize> = (0..nodes_count as usize).filter(|&i| i != old).collect();
+    match namespaces {
+        Some(ns) => ns.cut(old, &others, true)?,
+        None => nodes[old].signal(libc::SIGSTOP),
+    }
+    // What was in flight settles within a few status intervals.
+    std::thread::sleep(Duration::from_millis(150));
+    let commit_at_cut = nodes[old].get("commit");
+    let mut new = None;
+    wait_for("a new leader", Duration::from_secs(10), || {
+        new = (0..nodes.len())
+            .filter(|&i| i != old)
+            .find(|&i| nodes[i].get_str("role") == "leader" && nodes[i].get("term") > old_term);
+        new.is_some()
+    })?;
+    let new_leader = new.expect("found");
+    std::thread::sleep(cut_for);
+    let role_while_cut = nodes[old].get_str("role");
+    let commit_at_heal = nodes[old].get("commit");
+    let log_end_at_heal = nodes[old].get("log_end");
+    match namespaces {
+        Some(ns) => ns.cut(old, &others, false)?,
+        None => nodes[old].signal(libc::SIGCONT),
+    }
+    let new_term = nodes[new_leader].get("term");
+    wait_for(
+        "the old leader following the new one",
+        Duration::from_secs(10),
+        || nodes[old].get_str("role") == "follower" && nodes[old].get("term") >= new_term,
+    )?;
+    let term_after = nodes[old].get("term");
+    let role_after = nodes[old].get_str("role");
+    let truncations_after = nodes[old].get("truncations");
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: signalling our own child, which has not been waited for.
+    unsafe {
+        libc::kill(load.child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let lines = load
+        .finish(Duration::from_secs(60))
+        .context("the load generator")?;
+    let client_id: u64 = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("loadgen: client "))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .context("client id")?;
+    let client_commands: u64 = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("leader changes "))
+        .and_then(|l| l.rsplit("1..=").next()?.trim().parse().ok())
+        .context("client sequences")?;
+    wait_settled(&nodes, Duration::from_secs(60))?;
+    let dirs: Vec<PathBuf> = (0..nodes_count)
+        .map(|id| dir.join(format!("journal-{id}")))
+        .collect();
+    let (_, seen) = stop_and_verify(nodes, &dirs)?;
+    for sequence in 1..=client_commands {
+        if seen.get(&(client_id, sequence)) != Some(&1) {
+            bail!("client sequence {sequence} is not in the log exactly once");
+        }
+    }
+    if seen.len() as u64 != client_commands {
+        bail!("the log holds commands the client did not send");
+    }
+    Ok(PartitionReport {
+        isolation: if namespaces.is_some() {
+            "network namespaces"
+        } else {
+            "SIGSTOP"
+        },
+        old_leader: old,
+        old_term,
+        commit_at_cut,
+        commit_at_heal,
+        log_end_at_heal,
+        role_while_cut,
+        truncations_after,
+        new_leader,
+        new_term,
+        term_after,
+        role_after,
+        client_commands,
+    })
 }

@@ -91,6 +91,9 @@ pub struct LoadOptions {
     /// UDP port for responses (default: a free one).
     #[arg(long)]
     pub response_port: Option<u16>,
+    /// Address the nodes send responses to (this machine's, as they reach it).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub response_host: String,
     /// Save the latency histogram (.hgrm, microseconds) here.
     #[arg(long)]
     pub hgrm: Option<PathBuf>,
@@ -130,7 +133,8 @@ pub fn loadgen(options: LoadOptions) -> Result<ExitCode> {
     };
     // A new client id each run unless given: the cluster discards sequence numbers it has seen.
     let client_id = options.client_id.unwrap_or_else(loadgen::fresh_client_id);
-    let mut config = LoadConfig::new(&ingress[leader], &format!("127.0.0.1:{port}"), client_id);
+    let response = format!("{}:{port}", options.response_host);
+    let mut config = LoadConfig::new(&ingress[leader], &response, client_id);
     config.ingress = ingress.clone();
     config.leader = leader;
     config.rate = options.rate;
@@ -264,7 +268,21 @@ pub fn status_fields(line: &str) -> BTreeMap<String, String> {
 impl NodeChild {
     /// Starts `exe node --config config`; `echo` also copies its output to ours.
     pub fn spawn(exe: &Path, config: &Path, echo: bool) -> Result<NodeChild> {
-        let mut child = std::process::Command::new(exe)
+        Self::spawn_in(&[], exe, config, echo)
+    }
+
+    /// As [`NodeChild::spawn`], through a wrapper command that ends by executing the rest of its
+    /// arguments (e.g. `ip netns exec NAME`), so the child is the node itself.
+    pub fn spawn_in(wrapper: &[&str], exe: &Path, config: &Path, echo: bool) -> Result<NodeChild> {
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = std::process::Command::new(program);
+                command.args(args).arg(exe);
+                command
+            }
+            None => std::process::Command::new(exe),
+        };
+        let mut child = command
             .arg("node")
             .arg("--config")
             .arg(config)

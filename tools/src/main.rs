@@ -513,7 +513,10 @@ fn chaos(kills: u32, nodes: u8, rate: u64, seed: u64, dir: Option<PathBuf>) -> R
         println!(
             "  failover {:>2}: node {node} (term {term}) → first commit after {}",
             i + 1,
-            failover.map_or("(no gap seen)".into(), |d| format!("{:.1} ms", d.as_secs_f64() * 1e3))
+            failover.map_or("(no gap seen)".into(), |d| format!(
+                "{:.1} ms",
+                d.as_secs_f64() * 1e3
+            ))
         );
     }
     let times = failover_times(&report);

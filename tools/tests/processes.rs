@@ -6,7 +6,6 @@
 //! `CLUSTER_TEST_COMMANDS` sets the size of the load (default 100,000; the full run is
 //! 1,000,000).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -70,35 +69,10 @@ fn finish_loadgen(child: Child, commands: u64) -> String {
 /// Stops every node; their final state hashes, digests and positions agree, their journals are
 /// record-for-record identical, and every client command is in the log exactly once.
 fn stop_and_compare(nodes: Vec<NodeChild>, dir: &Path, client_commands: u64) {
-    let finals: Vec<BTreeMap<String, String>> =
-        nodes.into_iter().map(|n| n.stop().unwrap()).collect();
-    for key in [
-        "state_hash",
-        "event_digest",
-        "commit",
-        "applied",
-        "sequence",
-    ] {
-        let values: Vec<&String> = finals.iter().map(|f| &f[key]).collect();
-        assert!(values.iter().all(|v| *v == values[0]), "{key}: {values:?}");
-    }
-    let dirs: Vec<PathBuf> = (0..finals.len())
+    let dirs: Vec<PathBuf> = (0..nodes.len())
         .map(|id| dir.join(format!("journal-{id}")))
         .collect();
-    assert_eq!(
-        sequencer::local::compare_journals(&dirs).unwrap(),
-        None,
-        "journals differ"
-    );
-    let mut seen = BTreeMap::new();
-    let mut reader = journal::Reader::open(&dirs[0]).unwrap();
-    while let Some(record) = reader.next_record().unwrap() {
-        if record.meta.record_type == sequencer::protocol::RECORD_CLIENT_COMMAND {
-            let (client, sequence, _) =
-                sequencer::protocol::split_client_command(record.payload).unwrap();
-            *seen.entry((client, sequence)).or_insert(0u32) += 1;
-        }
-    }
+    let (_, seen) = tools::chaos::stop_and_verify(nodes, &dirs).unwrap_or_else(|e| panic!("{e:#}"));
     assert!(
         seen.values().all(|&n| n == 1),
         "a command is in the log twice"
@@ -200,6 +174,52 @@ fn the_leader_killed_again_and_again_under_load_loses_and_duplicates_nothing() {
     assert!(killed.windows(2).all(|w| w[0].1 < w[1].1), "{killed:?}");
     assert!(report.term > killed.last().unwrap().1);
     assert!(report.client_leader_changes >= kills as u64);
-    assert_eq!(failover_times(&report).len(), kills as usize, "{:?}", report.kills);
+    assert_eq!(
+        failover_times(&report).len(),
+        kills as usize,
+        "{:?}",
+        report.kills
+    );
     assert!(report.client_commands > 1000);
+}
+
+/// The old leader cut off from the other nodes (blackhole routes between its network namespace
+/// and theirs, each node a host on a bridge, the client still reaching it; SIGSTOP where
+/// namespaces cannot be made) commits nothing while
+/// cut off, a leader of a higher term takes over, and the old leader follows it when it returns;
+/// afterwards every command is in every journal exactly once.
+#[test]
+fn an_isolated_old_leader_commits_nothing_and_steps_down_when_it_returns() {
+    use tools::chaos::{partition_old_leader, Namespaces};
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("xq{}", std::process::id() % 100_000);
+    let namespaces = match Namespaces::create(&prefix, 4) {
+        Ok(namespaces) => Some(namespaces),
+        Err(e) => {
+            eprintln!("network namespaces unavailable ({e:#}); isolating with SIGSTOP instead");
+            None
+        }
+    };
+    let report = partition_old_leader(
+        Path::new(EXCHANGE),
+        dir.path(),
+        namespaces.as_ref(),
+        Duration::from_secs(2),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    eprintln!("{report:?}");
+    assert_eq!(report.commit_at_heal, report.commit_at_cut, "{report:?}");
+    assert!(report.new_term > report.old_term, "{report:?}");
+    assert_ne!(report.new_leader, report.old_leader);
+    assert!(report.term_after >= report.new_term, "{report:?}");
+    assert_eq!(report.role_after, "follower");
+    if namespaces.is_some() {
+        // It kept running, noticed it had no majority, and stopped leading by itself; the client
+        // still reached it, so it had sequenced records it could not commit, and removed them
+        // when it returned.
+        assert_ne!(report.role_while_cut, "leader", "{report:?}");
+        assert!(report.log_end_at_heal > report.commit_at_heal, "{report:?}");
+        assert!(report.truncations_after >= 1, "{report:?}");
+    }
+    assert!(report.client_commands > 100);
 }
