@@ -26,6 +26,8 @@ lint: setup
 
 bench: setup
 	$(CARGO) bench -p benches
+	$(CARGO) bench -p tools --bench failover
+	$(CARGO) bench -p marketdata --bench feed
 
 fmt:
 	$(CARGO) fmt --all
