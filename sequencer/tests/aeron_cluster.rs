@@ -116,7 +116,9 @@ fn three_nodes_over_aeron_udp_end_identical() {
                         if id == 0 && sent <= commands {
                             // The leader is its own client here: a batch per duty cycle, once every
                             // follower's publication is connected.
-                            if (1..NODES).all(|m| sender.is_connected(m as u8)) {
+                            if node.replica.role() == sequencer::replica::Role::Leader
+                                && (1..NODES).all(|m| sender.is_connected(m as u8))
+                            {
                                 let batch = if sent == 0 {
                                     1
                                 } else {
@@ -302,14 +304,15 @@ fn a_client_over_aeron_gets_every_command_committed_once() {
                     let work = agent.do_work().map_err(|e| format!("node {id}: {e}"))?;
                     idler.idle(work);
                     if stop.load(Ordering::Acquire) {
-                        if id == 0 && leader_end.load(Ordering::Acquire) == u64::MAX {
+                        let leads = agent.node.replica.role() == sequencer::replica::Role::Leader;
+                        if leads && leader_end.load(Ordering::Acquire) == u64::MAX {
                             leader_end.store(agent.node.log.end(), Ordering::Release);
                         }
                         let end = leader_end.load(Ordering::Acquire);
                         // Followers stop once they applied everything; the leader heartbeats a while longer.
                         let done = agent.node.applier.applied_position() >= end;
                         if done {
-                            if id == 0 {
+                            if leads {
                                 // Give followers time to learn the final commit position.
                                 let until = Instant::now() + Duration::from_millis(300);
                                 while Instant::now() < until {
@@ -332,7 +335,16 @@ fn a_client_over_aeron_gets_every_command_committed_once() {
 
     // The client, on this thread.
     let aeron = connect(driver.dir()).unwrap();
-    let mut client = Client::connect(&aeron, 77, &ingress[0], &client_endpoint).unwrap();
+    // Node 0 is asked first; whichever node is elected, the client follows it.
+    let mut client = Client::connect_cluster(
+        &aeron,
+        77,
+        &ingress,
+        0,
+        &client_endpoint,
+        &sequencer::transport::no_invoke,
+    )
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !client.is_connected() || !client.hello() {
         assert!(
@@ -366,8 +378,19 @@ fn a_client_over_aeron_gets_every_command_committed_once() {
             sent_at[next as usize] = Some(Instant::now());
             next += 1;
         }
+        let mut move_to = None;
         client
             .poll(|response| {
+                // Node 0 announces itself once elected; before that it answers "not leader"
+                // (the resend below covers those commands).
+                if response.kind == sequencer::client::RESPONSE_NEW_LEADER {
+                    move_to = Some(response.sequence as usize);
+                    return;
+                }
+                if response.reason == sequencer::client::REASON_NOT_LEADER {
+                    move_to = (response.sequence > 0).then(|| response.sequence as usize - 1);
+                    return;
+                }
                 assert_eq!(response.kind, RESPONSE_COMMITTED, "{response:?}");
                 answered[response.client_sequence as usize] += 1;
                 if answered[response.client_sequence as usize] == 1 {
@@ -375,6 +398,14 @@ fn a_client_over_aeron_gets_every_command_committed_once() {
                 }
             })
             .unwrap();
+        if let Some(target) = move_to.filter(|&t| t < NODES && t != client.target()) {
+            client.set_target(target);
+            client.hello();
+            // What went to the old target is resent to the new one below.
+            for at in sent_at.iter_mut() {
+                *at = at.map(|t| t.checked_sub(Duration::from_secs(2)).unwrap_or(t));
+            }
+        }
         // Resend what has waited too long (a lost message, or a leader that was not ready).
         for s in 1..next {
             if answered[s as usize] == 0

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use sequencer::config::{free_base_port, write_local_cluster};
 
-use crate::cluster::{leader_of, wait_settled, NodeChild};
+use crate::cluster::{leader_of, wait_settled, wrapped_command, NodeChild};
 
 /// What to do.
 #[derive(Debug, Clone)]
@@ -126,6 +126,79 @@ impl Drop for Collected {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// What `exchange loadgen` printed at the end of a run.
+struct LoadSummary {
+    client_id: u64,
+    /// The client sent client sequences 1..=this.
+    client_commands: u64,
+    answered: u64,
+    rejected: u64,
+    leader_changes: u64,
+    /// Gaps in the answers (Unix ns), with `--print-gaps`.
+    gaps: Vec<(u64, u64)>,
+}
+
+impl Collected {
+    /// SIGINT to a running `exchange loadgen`: it stops sending, waits for every outstanding
+    /// answer and prints its report, which is read back.
+    fn stop(self) -> Result<LoadSummary> {
+        // SAFETY: signalling our own child, which has not been waited for.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGINT);
+        }
+        let lines = self
+            .finish(Duration::from_secs(60))
+            .context("the load generator")?;
+        let field = |prefix: &str| -> Result<Vec<&str>> {
+            lines
+                .iter()
+                .find_map(|l| l.strip_prefix(prefix))
+                .map(|rest| rest.split_whitespace().collect())
+                .with_context(|| format!("no `{prefix}` line in the load generator's output"))
+        };
+        let number = |text: Option<&&str>, what: &str| -> Result<u64> {
+            text.and_then(|t| t.trim_start_matches("1..=").parse().ok())
+                .with_context(|| format!("the load generator's {what}"))
+        };
+        let committed = field("committed ")?;
+        let changes = field("leader changes ")?;
+        Ok(LoadSummary {
+            client_id: number(field("loadgen: client ")?.first(), "client id")?,
+            client_commands: number(changes.last(), "client sequences")?,
+            answered: number(committed.first(), "committed count")?,
+            rejected: number(committed.get(2), "rejected count")?,
+            leader_changes: number(changes.first(), "leader changes")?,
+            gaps: lines
+                .iter()
+                .filter_map(|l| l.strip_prefix("gap "))
+                .filter_map(|g| {
+                    let (a, b) = g.split_once(' ')?;
+                    Some((a.parse().ok()?, b.parse().ok()?))
+                })
+                .collect(),
+        })
+    }
+}
+
+/// The log holds exactly client sequences 1..=`client_commands` of `client_id`, each once, and
+/// nothing else.
+fn exactly_once(seen: &CommandCounts, client_id: u64, client_commands: u64) -> Result<()> {
+    for sequence in 1..=client_commands {
+        match seen.get(&(client_id, sequence)) {
+            Some(1) => {}
+            Some(n) => bail!("client sequence {sequence} is in the log {n} times"),
+            None => bail!("client sequence {sequence}, answered Committed, is not in the log"),
+        }
+    }
+    if seen.len() as u64 != client_commands {
+        bail!(
+            "the log holds {} client commands, the client sent {client_commands}",
+            seen.len()
+        );
+    }
+    Ok(())
 }
 
 /// Status fields of a node's last line.
@@ -243,83 +316,31 @@ pub fn kill_leader_repeatedly(
         },
     )?;
     std::thread::sleep(Duration::from_secs(1));
-    // SIGINT: the generator stops sending and waits for every outstanding answer.
-    // SAFETY: signalling our own child, which has not been waited for.
-    unsafe {
-        libc::kill(load.child.id() as libc::pid_t, libc::SIGINT);
+    let load = load.stop()?;
+    if load.rejected != 0 {
+        bail!("the load generator saw {} rejects", load.rejected);
     }
-    let lines = load
-        .finish(Duration::from_secs(60))
-        .context("the load generator")?;
-    let field = |prefix: &str| -> Result<&str> {
-        lines
-            .iter()
-            .find_map(|l| l.strip_prefix(prefix))
-            .with_context(|| format!("no `{prefix}` line in the load generator's output"))
-    };
-    let client_id: u64 = field("loadgen: client ")?
-        .split_whitespace()
-        .next()
-        .and_then(|s| s.parse().ok())
-        .context("client id")?;
-    let committed: Vec<&str> = field("committed ")?.split_whitespace().collect();
-    let summary = field("leader changes ")?;
-    let client_commands: u64 = summary
-        .rsplit("1..=")
-        .next()
-        .and_then(|s| s.trim().parse().ok())
-        .context("client sequences")?;
-    let leader_changes: u64 = summary
-        .split_whitespace()
-        .next()
-        .and_then(|s| s.parse().ok())
-        .context("leader changes")?;
-    if committed.get(1) != Some(&"rejected") || committed.get(2) != Some(&"0") {
+    if load.answered + 1 != load.client_commands {
         bail!(
-            "the load generator saw rejects: committed {}",
-            committed.join(" ")
+            "{} measured commands answered Committed, but 2..={} were sent",
+            load.answered,
+            load.client_commands
         );
     }
-    let answered: u64 = committed[0].parse().context("committed count")?;
-    if answered + 1 != client_commands {
-        bail!(
-            "{answered} measured commands answered Committed, but 2..={client_commands} were sent"
-        );
-    }
-    let gaps: Vec<(u64, u64)> = lines
-        .iter()
-        .filter_map(|l| l.strip_prefix("gap "))
-        .filter_map(|g| {
-            let (a, b) = g.split_once(' ')?;
-            Some((a.parse().ok()?, b.parse().ok()?))
-        })
-        .collect();
     wait_settled(&nodes, Duration::from_secs(60))?;
     let dirs: Vec<PathBuf> = (0..nodes_count)
         .map(|id| dir.join(format!("journal-{id}")))
         .collect();
     let (last, seen) = stop_and_verify(nodes, &dirs)?;
-    // Exactly the client's commands, each once.
-    for sequence in 1..=client_commands {
-        match seen.get(&(client_id, sequence)) {
-            Some(1) => {}
-            Some(n) => bail!("client sequence {sequence} is in the log {n} times"),
-            None => bail!("client sequence {sequence}, answered Committed, is not in the log"),
-        }
-    }
-    if seen.len() as u64 != client_commands {
-        bail!(
-            "the log holds {} client commands, the client sent {client_commands}",
-            seen.len()
-        );
-    }
+    exactly_once(&seen, load.client_id, load.client_commands)?;
     let kills = kills
         .into_iter()
         .map(|(node, term, at)| {
             // The answers stopped around the kill (a few already on their way may still arrive
             // just after it); the first answer after the outage ends the failover: the end of
             // the longest gap that began by 50 ms after the kill and ended after it.
-            let failover = gaps
+            let failover = load
+                .gaps
                 .iter()
                 .filter(|&&(from, to)| to > at && from <= at + 50_000_000)
                 .max_by_key(|&&(from, to)| to - from)
@@ -329,8 +350,8 @@ pub fn kill_leader_repeatedly(
         .collect();
     Ok(ChaosReport {
         kills,
-        client_commands,
-        client_leader_changes: leader_changes,
+        client_commands: load.client_commands,
+        client_leader_changes: load.leader_changes,
         term: last.get("term").and_then(|t| t.parse().ok()).unwrap_or(0),
         state_hash: last.get("state_hash").cloned().unwrap_or_default(),
     })
@@ -516,14 +537,8 @@ pub fn partition_old_leader(
         nodes.push(NodeChild::spawn_in(&w, exe, config, false)?);
     }
     let client = wrapper(nodes_count as usize);
-    let mut load = match client.split_first() {
-        Some((program, args)) => {
-            let mut command = std::process::Command::new(program);
-            command.args(args).arg(exe);
-            command
-        }
-        None => std::process::Command::new(exe),
-    };
+    let client: Vec<&str> = client.iter().map(String::as_str).collect();
+    let mut load = wrapped_command(&client, exe);
     load.arg("loadgen").arg("--config").arg(&configs[0]).args([
         "--rate",
         "1000",
@@ -581,36 +596,13 @@ pub fn partition_old_leader(
     let role_after = nodes[old].get_str("role");
     let truncations_after = nodes[old].get("truncations");
     std::thread::sleep(Duration::from_millis(500));
-    // SAFETY: signalling our own child, which has not been waited for.
-    unsafe {
-        libc::kill(load.child.id() as libc::pid_t, libc::SIGINT);
-    }
-    let lines = load
-        .finish(Duration::from_secs(60))
-        .context("the load generator")?;
-    let client_id: u64 = lines
-        .iter()
-        .find_map(|l| l.strip_prefix("loadgen: client "))
-        .and_then(|l| l.split_whitespace().next()?.parse().ok())
-        .context("client id")?;
-    let client_commands: u64 = lines
-        .iter()
-        .find_map(|l| l.strip_prefix("leader changes "))
-        .and_then(|l| l.rsplit("1..=").next()?.trim().parse().ok())
-        .context("client sequences")?;
+    let load = load.stop()?;
     wait_settled(&nodes, Duration::from_secs(60))?;
     let dirs: Vec<PathBuf> = (0..nodes_count)
         .map(|id| dir.join(format!("journal-{id}")))
         .collect();
     let (_, seen) = stop_and_verify(nodes, &dirs)?;
-    for sequence in 1..=client_commands {
-        if seen.get(&(client_id, sequence)) != Some(&1) {
-            bail!("client sequence {sequence} is not in the log exactly once");
-        }
-    }
-    if seen.len() as u64 != client_commands {
-        bail!("the log holds commands the client did not send");
-    }
+    exactly_once(&seen, load.client_id, load.client_commands)?;
     Ok(PartitionReport {
         isolation: if namespaces.is_some() {
             "network namespaces"
@@ -628,6 +620,6 @@ pub fn partition_old_leader(
         new_term,
         term_after,
         role_after,
-        client_commands,
+        client_commands: load.client_commands,
     })
 }

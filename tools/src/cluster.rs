@@ -257,6 +257,19 @@ pub struct NodeChild {
     stopped: Arc<Mutex<Option<BTreeMap<String, String>>>>,
 }
 
+/// `exe`, run through `wrapper` (a command that ends by executing the rest of its arguments, such
+/// as `ip netns exec NAME`; empty for none).
+pub fn wrapped_command(wrapper: &[&str], exe: &Path) -> std::process::Command {
+    match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = std::process::Command::new(program);
+            command.args(args).arg(exe);
+            command
+        }
+        None => std::process::Command::new(exe),
+    }
+}
+
 /// The `key=value` fields of a status line.
 pub fn status_fields(line: &str) -> BTreeMap<String, String> {
     line.split_whitespace()
@@ -274,15 +287,7 @@ impl NodeChild {
     /// As [`NodeChild::spawn`], through a wrapper command that ends by executing the rest of its
     /// arguments (e.g. `ip netns exec NAME`), so the child is the node itself.
     pub fn spawn_in(wrapper: &[&str], exe: &Path, config: &Path, echo: bool) -> Result<NodeChild> {
-        let mut command = match wrapper.split_first() {
-            Some((program, args)) => {
-                let mut command = std::process::Command::new(program);
-                command.args(args).arg(exe);
-                command
-            }
-            None => std::process::Command::new(exe),
-        };
-        let mut child = command
+        let mut child = wrapped_command(wrapper, exe)
             .arg("node")
             .arg("--config")
             .arg(config)
