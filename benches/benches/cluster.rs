@@ -220,6 +220,10 @@ fn cluster(
     let mut run = |rate: u64, commands: u64, warmup: u64, in_flight: usize| -> RateResult {
         client_id += 1;
         let mut config = LoadConfig::new(&leader_ingress, &response, client_id);
+        // Node 0 is asked first; the client follows whichever node is elected.
+        config.ingress = (0..nodes as u16)
+            .map(|i| format!("127.0.0.1:{}", base + 100 + i))
+            .collect();
         config.rate = rate;
         config.commands = commands;
         config.warmup = warmup;

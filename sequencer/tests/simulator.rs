@@ -60,3 +60,16 @@ fn a_lossy_five_node_cluster_commits_everything_acknowledged() {
     assert_eq!(report.commands_acknowledged, 600);
     assert!(report.messages_dropped > 100);
 }
+
+/// Seeds that once failed, kept as regression tests:
+/// - 530: redirects multiplied clients' resend chains until the event queue exploded;
+/// - 1445: a follower acknowledged its whole durable log on an empty heartbeat, vouching for a
+///   deposed leader's suffix, and the new leader then lacked acknowledged commands.
+#[test]
+fn seeds_that_once_failed_pass() {
+    for seed in [530, 1445] {
+        if let Err(violation) = run(SimConfig::from_seed(seed)) {
+            panic!("{violation}");
+        }
+    }
+}
