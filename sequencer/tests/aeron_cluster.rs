@@ -113,11 +113,14 @@ fn three_nodes_over_aeron_udp_end_identical() {
                             abort.store(true, Ordering::Relaxed);
                             return Err(format!("node {id}: {failure}"));
                         }
-                        if id == 0 && sent <= commands {
-                            // The leader is its own client here: a batch per duty cycle, once every
-                            // follower's publication is connected.
-                            if node.replica.role() == sequencer::replica::Role::Leader
-                                && (1..NODES).all(|m| sender.is_connected(m as u8))
+                        let leads = node.replica.role() == sequencer::replica::Role::Leader;
+                        if leads && sent <= commands {
+                            // The leader (whichever node is elected; nothing fails here, so it
+                            // stays) is its own client: a batch per duty cycle, once every other
+                            // node's publication is connected.
+                            if (0..NODES)
+                                .filter(|&m| m != id)
+                                .all(|m| sender.is_connected(m as u8))
                             {
                                 let batch = if sent == 0 {
                                     1
@@ -152,7 +155,7 @@ fn three_nodes_over_aeron_udp_end_identical() {
                         work += node
                             .duty_cycle(now_ns, &mut sender, &mut |_| {})
                             .map_err(|e| e.to_string())? as usize;
-                        if id == 0 {
+                        if leads {
                             for (account, order) in
                                 std::mem::take(&mut node.state.sink.recent_accepted)
                             {
