@@ -33,6 +33,9 @@ pub enum LocalError {
     NoLeader(usize),
 }
 
+/// Shortest election timeout of an in-process cluster (see `open_node`).
+pub const LOCAL_ELECTION_TIMEOUT_MIN_NS: u64 = 2_000_000_000;
+
 /// Most duty-cycle rounds [`LocalCluster::open`] waits for the first election.
 pub const ELECTION_STEPS_MAX: usize = 100;
 
@@ -80,14 +83,14 @@ fn open_node(
     })?;
     let state = MatcherState::new(crate::workload::matcher_config())
         .map_err(|e| LocalError::Matcher(e.to_string()))?;
-    Node::new(
-        ReplicaConfig::new(id, members, 0),
-        log,
-        state,
-        checkpoint_interval,
-        now_ns,
-    )
-    .map_err(|source| LocalError::Node { node: id, source })
+    // All nodes share the caller's thread: a pause of that thread stalls every node alike, and a
+    // leader would judge its quorum lost before its followers could answer. Elections here wait
+    // seconds, not milliseconds.
+    let mut replica = ReplicaConfig::new(id, members, 0);
+    replica.election_timeout_min_ns = LOCAL_ELECTION_TIMEOUT_MIN_NS;
+    replica.election_timeout_max_ns = 2 * LOCAL_ELECTION_TIMEOUT_MIN_NS;
+    Node::new(replica, log, state, checkpoint_interval, now_ns)
+        .map_err(|source| LocalError::Node { node: id, source })
 }
 
 /// N nodes in this process; node 0 is elected first (it is the preferred leader).
