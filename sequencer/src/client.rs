@@ -291,8 +291,6 @@ pub struct Sessions {
     sessions: BTreeMap<u64, Session>,
     /// Clients with pending responses.
     dirty: Vec<u64>,
-    /// Highest client sequence answered Committed per client (answers resends of applied commands).
-    applied: BTreeMap<u64, u64>,
     pub responses_sent: u64,
     pub responses_dropped: u64,
     pub messages_sent: u64,
@@ -316,7 +314,6 @@ impl Sessions {
         Sessions {
             sessions: BTreeMap::new(),
             dirty: Vec::new(),
-            applied: BTreeMap::new(),
             responses_sent: 0,
             responses_dropped: 0,
             messages_sent: 0,
@@ -364,10 +361,6 @@ impl Sessions {
     /// Queues a response for the client (sent by [`Sessions::flush`]); dropped and counted when
     /// the client is unknown or too much is pending: the client resends and gets its answer then.
     pub fn respond(&mut self, response: &Response) {
-        if response.kind == RESPONSE_COMMITTED {
-            let applied = self.applied.entry(response.client_id).or_insert(0);
-            *applied = (*applied).max(response.client_sequence);
-        }
         match self.sessions.get_mut(&response.client_id) {
             Some(session) if session.pending.len() < EGRESS_PENDING_MAX * EGRESS_LEN => {
                 if session.pending.is_empty() {
@@ -417,11 +410,6 @@ impl Sessions {
         self.dirty.truncate(still_dirty);
         self.responses_sent += sent as u64;
         sent
-    }
-
-    /// The highest client sequence of `client_id` answered Committed.
-    pub fn applied(&self, client_id: u64) -> u64 {
-        self.applied.get(&client_id).copied().unwrap_or(0)
     }
 
     /// Tells every connected client that `node_id` leads in `term`.

@@ -25,7 +25,8 @@ use matcher::{Command, CommandRecord};
 use rusteron_client::Aeron;
 
 use crate::client::{
-    Client, REASON_NOT_LEADER, REASON_SEQUENCE_GAP, RESPONSE_COMMITTED, RESPONSE_NEW_LEADER,
+    Client, Response, REASON_NOT_LEADER, REASON_SEQUENCE_GAP, RESPONSE_COMMITTED,
+    RESPONSE_NEW_LEADER,
 };
 use crate::transport::TransportError;
 use crate::workload::{add_instrument, Workload};
@@ -216,13 +217,10 @@ pub fn run(
         }
         let mut move_to = None;
         client.poll(|r| {
-            if r.kind == RESPONSE_NEW_LEADER && r.client_sequence > leader_term {
-                leader_term = r.client_sequence;
-                move_to = Some(r.sequence as usize);
+            if let Some(hint) = leader_news(&r, &mut leader_term) {
+                move_to = hint.or(move_to);
             } else if r.kind == RESPONSE_COMMITTED && r.client_sequence == 1 {
                 committed_first = true;
-            } else if r.reason == REASON_NOT_LEADER && r.sequence > 0 {
-                move_to = Some(r.sequence as usize - 1);
             }
         })?;
         if let Some(target) = move_to.filter(|&t| t < client.members()) {
@@ -349,20 +347,14 @@ pub fn run(
         // Take answers.
         let mut move_to = None::<usize>;
         let polled = client.poll(|response| {
-            if response.kind == RESPONSE_NEW_LEADER {
-                if response.client_sequence > leader_term {
-                    leader_term = response.client_sequence;
-                    move_to = Some(response.sequence as usize);
+            if let Some(hint) = leader_news(&response, &mut leader_term) {
+                // A "not leader" reject leaves the command unanswered: it goes to the leader the
+                // node named (or, with no leader known, to the next member once the silence
+                // lasts).
+                if response.kind != RESPONSE_NEW_LEADER {
+                    report.not_leader_rejects += 1;
                 }
-                return;
-            }
-            if response.kind != RESPONSE_COMMITTED && response.reason == REASON_NOT_LEADER {
-                // Not answered: it goes to the leader the node named (or, with no leader known,
-                // to the next member once the silence lasts).
-                report.not_leader_rejects += 1;
-                if response.sequence > 0 {
-                    move_to = Some(response.sequence as usize - 1);
-                }
+                move_to = hint.or(move_to);
                 return;
             }
             if response.kind != RESPONSE_COMMITTED && response.reason == REASON_SEQUENCE_GAP {
@@ -484,6 +476,23 @@ pub fn run(
     report.elapsed =
         Duration::from_nanos(last_answer_ns.saturating_sub(first_measured_ns.unwrap_or(0)));
     Ok(report)
+}
+
+/// What a response says about the leader: None when it is about a command; else the member to
+/// move to, if any (a new-leader announcement of a newer term than `leader_term`, which it
+/// updates, or a "not leader" reject naming the leader).
+fn leader_news(response: &Response, leader_term: &mut u64) -> Option<Option<usize>> {
+    if response.kind == RESPONSE_NEW_LEADER {
+        if response.client_sequence > *leader_term {
+            *leader_term = response.client_sequence;
+            return Some(Some(response.sequence as usize));
+        }
+        return Some(None);
+    }
+    if response.kind != RESPONSE_COMMITTED && response.reason == REASON_NOT_LEADER {
+        return Some((response.sequence > 0).then(|| response.sequence as usize - 1));
+    }
+    None
 }
 
 fn new_order_account(command: &CommandRecord) -> u32 {

@@ -428,17 +428,7 @@ impl Replica {
 
     /// Records that a record of `term` starts at `position` (the log's end before appending it).
     fn note_term(&mut self, term: u64, position: u64) -> Result<(), ReplicaError> {
-        if self.terms.last().is_none_or(|&(last, _)| last != term) {
-            debug_assert!(self
-                .terms
-                .last()
-                .is_none_or(|&(last, start)| last < term && start < position));
-            if self.terms.len() >= TERMS_MAX {
-                return Err(ReplicaError::TooManyTerms);
-            }
-            self.terms.push((term, position));
-        }
-        Ok(())
+        push_term(&mut self.terms, term, position)
     }
 
     /// The term of the record that ends at `position` (0 at position 0); None past the log's end.
@@ -684,6 +674,25 @@ impl Replica {
         Ok(end_position)
     }
 
+    /// Whether a follower's answer (Ack, Nack) of `term` is for this node as the current leader.
+    /// A higher term deposes it; anything else is stale and counted.
+    fn answer_counts<L: Log + ?Sized>(
+        &mut self,
+        term: u64,
+        now_ns: u64,
+        log: &mut L,
+    ) -> Result<bool, ReplicaError> {
+        if term > self.term {
+            self.step_down(term, now_ns, log)?;
+            return Ok(false);
+        }
+        if term != self.term || self.role != Role::Leader {
+            self.stats.stale_messages += 1;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
     /// Handles one message from another node.
     pub fn on_message<L: Log + ?Sized>(
         &mut self,
@@ -717,11 +726,7 @@ impl Replica {
                 term,
                 position,
             } => {
-                if term > self.term {
-                    return self.step_down(term, now_ns, log);
-                }
-                if term != self.term || self.role != Role::Leader {
-                    self.stats.stale_messages += 1;
+                if !self.answer_counts(term, now_ns, log)? {
                     return Ok(());
                 }
                 let end = log.end();
@@ -742,11 +747,7 @@ impl Replica {
                 position,
                 position_term,
             } => {
-                if term > self.term {
-                    return self.step_down(term, now_ns, log);
-                }
-                if term != self.term || self.role != Role::Leader {
-                    self.stats.stale_messages += 1;
+                if !self.answer_counts(term, now_ns, log)? {
                     return Ok(());
                 }
                 // The follower's log has a record of `position_term` ending at `position`. If ours
@@ -1019,23 +1020,13 @@ impl Replica {
         self.clients.clear();
         self.terms.clear();
         let (clients, terms) = (&mut self.clients, &mut self.terms);
-        let mut too_many = false;
+        let mut indexed = Ok(());
         log.visit(0, &mut |position, frame| {
             remember_client(clients, frame);
-            let term = frame_header(frame).term.get();
-            if terms.last().is_none_or(|&(last, _)| last != term) {
-                if terms.len() >= TERMS_MAX {
-                    too_many = true;
-                    return false;
-                }
-                terms.push((term, position));
-            }
-            true
+            indexed = push_term(terms, frame_header(frame).term.get(), position);
+            indexed.is_ok()
         })?;
-        if too_many {
-            return Err(ReplicaError::TooManyTerms);
-        }
-        Ok(())
+        indexed
     }
 
     /// Leader: the commit position is the highest position a majority holds (the leader counts its
@@ -1061,6 +1052,21 @@ impl Replica {
             effects.committed(majority);
         }
     }
+}
+
+/// Adds a term boundary to a term index when `term` differs from the last one (logs only move to
+/// higher terms), within [`TERMS_MAX`].
+fn push_term(terms: &mut Vec<(u64, u64)>, term: u64, position: u64) -> Result<(), ReplicaError> {
+    if terms.last().is_none_or(|&(last, _)| last != term) {
+        debug_assert!(terms
+            .last()
+            .is_none_or(|&(last, start)| last < term && start < position));
+        if terms.len() >= TERMS_MAX {
+            return Err(ReplicaError::TooManyTerms);
+        }
+        terms.push((term, position));
+    }
+    Ok(())
 }
 
 fn remember_client(clients: &mut BTreeMap<u64, u64>, frame: &[u8]) {

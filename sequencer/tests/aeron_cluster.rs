@@ -414,14 +414,11 @@ fn a_client_over_aeron_gets_every_command_committed_once() {
             client.set_target(target);
             client.hello();
             // What went to the old target is resent to the new one below.
-            for at in sent_at.iter_mut() {
-                *at = at.map(|t| t.checked_sub(Duration::from_secs(2)).unwrap_or(t));
-            }
+            overdue(&mut sent_at);
         }
         if let Some(from) = resend_from {
-            for at in sent_at.iter_mut().skip(from as usize) {
-                *at = at.map(|t| t.checked_sub(Duration::from_secs(2)).unwrap_or(t));
-            }
+            let from = (from as usize).min(sent_at.len());
+            overdue(&mut sent_at[from..]);
         }
         // Resend what has waited too long (a lost message, or a leader that was not ready).
         for s in 1..next {
@@ -464,4 +461,11 @@ fn a_client_over_aeron_gets_every_command_committed_once() {
         counts.values().all(|&n| n == 1),
         "a command was sequenced twice"
     );
+}
+
+/// Marks commands as sent long ago, so the resend loop sends them again (in order) at once.
+fn overdue(sent_at: &mut [Option<Instant>]) {
+    for at in sent_at {
+        *at = at.map(|t| t.checked_sub(Duration::from_secs(2)).unwrap_or(t));
+    }
 }
