@@ -68,16 +68,18 @@ fn now_unix_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// Waits until `ready()` holds, checking every 5 ms.
-fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
+/// Waits until `probe()` finds something, checking every 5 ms; returns what it found.
+fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Result<T> {
     let deadline = Instant::now() + timeout;
-    while !ready() {
+    loop {
+        if let Some(found) = probe() {
+            return Ok(found);
+        }
         if Instant::now() > deadline {
             bail!("{what}: not within {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    Ok(())
 }
 
 /// A child process whose output lines are collected as they come.
@@ -284,15 +286,12 @@ pub fn kill_leader_repeatedly(
     };
     for kill in 0..options.kills {
         // A leader of a newer term, committing the load.
-        let mut found = None;
-        wait_for("a new leader", Duration::from_secs(20), || {
-            found = find_leader(&nodes, last_term);
-            found.is_some()
+        let (leader, term) = wait_for("a new leader", Duration::from_secs(20), || {
+            find_leader(&nodes, last_term)
         })?;
-        let (leader, term) = found.expect("found");
         let commit = nodes[leader].get("commit");
         wait_for("the new leader committing", Duration::from_secs(20), || {
-            nodes[leader].get("commit") > commit
+            (nodes[leader].get("commit") > commit).then_some(())
         })?;
         std::thread::sleep(Duration::from_millis(rng.between(200, 600)));
         if find_leader(&nodes, last_term).map(|(l, _)| l) != Some(leader) {
@@ -306,14 +305,10 @@ pub fn kill_leader_repeatedly(
         std::thread::sleep(Duration::from_millis(rng.between(50, 300)));
         nodes[leader] = NodeChild::spawn(exe, &configs[leader], false)?;
     }
-    let mut found = None;
     wait_for(
         "a leader after the last kill",
         Duration::from_secs(20),
-        || {
-            found = find_leader(&nodes, last_term);
-            found.is_some()
-        },
+        || find_leader(&nodes, last_term),
     )?;
     std::thread::sleep(Duration::from_secs(1));
     let load = load.stop()?;
@@ -551,16 +546,11 @@ pub fn partition_old_leader(
         load.args(["--response-host", &ns.address(nodes_count as usize)]);
     }
     let load = Collected::spawn(load).context("starting the load generator")?;
-    let mut found = None;
-    wait_for("a leader", Duration::from_secs(30), || {
-        found = leader_of(&nodes);
-        found.is_some()
-    })?;
-    let old = found.expect("found");
+    let old = wait_for("a leader", Duration::from_secs(30), || leader_of(&nodes))?;
     let old_term = nodes[old].get("term");
     let commit = nodes[old].get("commit");
     wait_for("the leader committing", Duration::from_secs(30), || {
-        nodes[old].get("commit") > commit + 1000
+        (nodes[old].get("commit") > commit + 1000).then_some(())
     })?;
     let others: Vec<usize> = (0..nodes_count as usize).filter(|&i| i != old).collect();
     match namespaces {
@@ -570,14 +560,11 @@ pub fn partition_old_leader(
     // What was in flight settles within a few status intervals.
     std::thread::sleep(Duration::from_millis(150));
     let commit_at_cut = nodes[old].get("commit");
-    let mut new = None;
-    wait_for("a new leader", Duration::from_secs(10), || {
-        new = (0..nodes.len())
+    let new_leader = wait_for("a new leader", Duration::from_secs(10), || {
+        (0..nodes.len())
             .filter(|&i| i != old)
-            .find(|&i| nodes[i].get_str("role") == "leader" && nodes[i].get("term") > old_term);
-        new.is_some()
+            .find(|&i| nodes[i].get_str("role") == "leader" && nodes[i].get("term") > old_term)
     })?;
-    let new_leader = new.expect("found");
     std::thread::sleep(cut_for);
     let role_while_cut = nodes[old].get_str("role");
     let commit_at_heal = nodes[old].get("commit");
@@ -590,14 +577,18 @@ pub fn partition_old_leader(
     wait_for(
         "the old leader following the new one",
         Duration::from_secs(10),
-        || nodes[old].get_str("role") == "follower" && nodes[old].get("term") >= new_term,
+        || {
+            (nodes[old].get_str("role") == "follower" && nodes[old].get("term") >= new_term)
+                .then_some(())
+        },
     )?;
     let term_after = nodes[old].get("term");
     let role_after = nodes[old].get_str("role");
-    let truncations_after = nodes[old].get("truncations");
     std::thread::sleep(Duration::from_millis(500));
     let load = load.stop()?;
     wait_settled(&nodes, Duration::from_secs(60))?;
+    // Read once it holds the leader's log: following the new term comes before the repair.
+    let truncations_after = nodes[old].get("truncations");
     let dirs: Vec<PathBuf> = (0..nodes_count)
         .map(|id| dir.join(format!("journal-{id}")))
         .collect();
