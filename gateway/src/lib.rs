@@ -43,6 +43,7 @@
 
 pub mod app;
 pub mod codec;
+mod file_store;
 pub mod gateway;
 pub mod session;
 pub mod store;
@@ -50,4 +51,5 @@ pub mod tags;
 
 pub use gateway::{ConnectionId, Counters, Gateway, GatewayConfig, Submission};
 pub use session::{FixVersion, SessionConfig};
+pub use store::{FileStore, FileStoreConfig};
 pub use store::{MemoryStore, MessageStore};

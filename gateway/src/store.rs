@@ -1,6 +1,12 @@
 //! Session stores: the sequence numbers of a FIX session and the messages it sent, kept for
-//! resends. [`MessageStore`] is the interface; [`MemoryStore`] keeps a bounded window in memory.
-//! A persistent store implements the same trait so a session survives a gateway restart.
+//! resends. [`MessageStore`] is the interface; [`MemoryStore`] keeps a bounded window in memory;
+//! [`FileStore`] keeps the same window and journals every change, so a session survives a gateway
+//! restart (see `file_store.rs`).
+
+pub use crate::file_store::{
+    FileStore, FileStoreConfig, FILE_STORE_GENERATION_BYTES_DEFAULT,
+    FILE_STORE_SEGMENT_SIZE_DEFAULT,
+};
 
 /// The persisted sequence state of a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,9 +46,44 @@ pub enum StoreError {
     /// Underlying I/O failed.
     #[error("session store I/O: {0}")]
     Io(#[from] std::io::Error),
-    /// The persistent journal failed.
+    /// The persistent journal failed (the text names the journal directory or file).
     #[error("session store journal: {0}")]
     Journal(String),
+    /// A file or directory operation of a persistent store failed.
+    #[error("session store {}: {source}", path.display())]
+    File {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A persistent store's records are checksummed but contradict each other (a bug, or a
+    /// file written by something else); the store refuses to guess.
+    #[error("session store {} is inconsistent: {detail}", path.display())]
+    Corrupt {
+        /// The segment file or directory.
+        path: std::path::PathBuf,
+        /// What is wrong, and where.
+        detail: String,
+    },
+    /// Another store (in this or another process) has the directory open.
+    #[error("session store {} is locked by another writer", path.display())]
+    Locked {
+        /// The lock file.
+        path: std::path::PathBuf,
+    },
+    /// An earlier write failed; the store refuses every change until it is reopened (what it
+    /// holds in memory may no longer match its files).
+    #[error("session store {} failed earlier ({reason}); reopen it", path.display())]
+    Failed {
+        /// The store's directory.
+        path: std::path::PathBuf,
+        /// The first failure.
+        reason: String,
+    },
+    /// The store's configuration is out of range.
+    #[error("session store configuration: {0}")]
+    Config(String),
 }
 
 /// Where a session keeps its sequence numbers and the messages it sent.
@@ -109,6 +150,22 @@ impl MemoryStore {
     /// Whether no message is held.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// MsgSeqNum of the oldest message held, if any (the held messages run from it to
+    /// `sequences().next_sender - 1` without a hole).
+    pub fn first_held(&self) -> Option<u64> {
+        (!self.entries.is_empty()).then_some(self.first_sequence)
+    }
+
+    /// Forgets every message and continues at `sequences` (a persistent store rebuilding its
+    /// window from a snapshot).
+    pub(crate) fn restart_at(&mut self, sequences: Sequences) {
+        assert!(sequences.next_sender >= 1 && sequences.next_target >= 1);
+        self.sequences = sequences;
+        self.entries.clear();
+        self.head = 0;
+        self.first_sequence = sequences.next_sender;
     }
 
     fn pop_oldest(&mut self) {
@@ -193,10 +250,7 @@ impl MessageStore for MemoryStore {
     }
 
     fn reset(&mut self) -> Result<(), StoreError> {
-        self.sequences = Sequences::INITIAL;
-        self.entries.clear();
-        self.head = 0;
-        self.first_sequence = 1;
+        self.restart_at(Sequences::INITIAL);
         Ok(())
     }
 }
