@@ -3,13 +3,16 @@
 //!
 //! Ingress (client → leader), little-endian:
 //!
-//! | offset | field | Connect | Command |
-//! |---|---|---|---|
-//! | 0 | kind: u8 | 1 | 2 |
-//! | 1..8 | reserved, zero | | |
-//! | 8 | client_id: u64 | | |
-//! | 16 | | response endpoint length: u16, then ASCII `host:port` | client_sequence: u64 |
-//! | 24 | | | command bytes (a 64-byte matcher command) |
+//! | offset | field | Connect | Command | Learn |
+//! |---|---|---|---|---|
+//! | 0 | kind: u8 | 1 | 2 | 4 |
+//! | 1..8 | reserved, zero | | | |
+//! | 8 | client_id: u64 | | | learner id |
+//! | 16 | | response endpoint length: u16, then ASCII `host:port` | client_sequence: u64 | from_sequence: u64 |
+//! | 24 | | | command bytes (a 64-byte matcher command) | endpoint length u16, endpoint |
+//!
+//! (kind 3 is a batch of commands, see [`Ingress::Commands`]; Learn asks for the committed log,
+//! see [`crate::learner`].)
 //!
 //! Egress (node → client): one or more 32-byte responses packed in one message, each
 //! kind u8 (1 Committed, 2 Rejected, 3 NewLeader) | reason u8 | reserved [6] | client_id u64 |
@@ -42,6 +45,7 @@ pub const ENDPOINT_LEN_MAX: usize = 64;
 const KIND_CONNECT: u8 = 1;
 const KIND_COMMAND: u8 = 2;
 const KIND_COMMANDS: u8 = 3;
+const KIND_LEARN: u8 = 4;
 /// Egress kind: committed.
 pub const RESPONSE_COMMITTED: u8 = 1;
 /// Egress kind: rejected (see the reason).
@@ -80,6 +84,14 @@ pub enum Ingress<'a> {
     /// reserved u32 (zero), then the command padded with zeros to a multiple of 8 bytes.
     /// Checked whole by `decode`; read with [`Ingress::entries`].
     Commands { client_id: u64, entries: &'a [u8] },
+    /// A learner asks for the committed log from `from_sequence` on its endpoint (see
+    /// [`crate::learner`]): learner_id in the client id field, from_sequence u64 at 16, endpoint
+    /// length u16 at 24, then the endpoint.
+    Learn {
+        learner_id: u64,
+        from_sequence: u64,
+        response_endpoint: &'a str,
+    },
 }
 
 /// The entries of a [`Ingress::Commands`] batch that `decode` accepted.
@@ -136,6 +148,26 @@ pub enum IngressError {
     Endpoint,
 }
 
+/// The endpoint that ends a message: length u16 at `at`, then ASCII `host:port`.
+fn endpoint_at(bytes: &[u8], at: usize) -> Result<&str, IngressError> {
+    let length = bytes.get(at..at + 2).ok_or(IngressError::Short)?;
+    let length = u16::from_le_bytes([length[0], length[1]]) as usize;
+    let text = bytes
+        .get(at + 2..at + 2 + length)
+        .ok_or(IngressError::Endpoint)?;
+    if length == 0 || length > ENDPOINT_LEN_MAX || bytes.len() != at + 2 + length {
+        return Err(IngressError::Endpoint);
+    }
+    let endpoint = std::str::from_utf8(text).map_err(|_| IngressError::Endpoint)?;
+    if !endpoint
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b':' || b == b'-')
+    {
+        return Err(IngressError::Endpoint);
+    }
+    Ok(endpoint)
+}
+
 fn u64_at(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
 }
@@ -167,6 +199,17 @@ impl<'a> Ingress<'a> {
                 Ingress::encode_batch_header(client_id, out);
                 out.extend_from_slice(entries);
             }
+            Ingress::Learn {
+                learner_id,
+                from_sequence,
+                response_endpoint,
+            } => {
+                out.extend_from_slice(&[KIND_LEARN, 0, 0, 0, 0, 0, 0, 0]);
+                out.extend_from_slice(&learner_id.to_le_bytes());
+                out.extend_from_slice(&from_sequence.to_le_bytes());
+                out.extend_from_slice(&(response_endpoint.len() as u16).to_le_bytes());
+                out.extend_from_slice(response_endpoint.as_bytes());
+            }
         }
     }
 
@@ -194,26 +237,16 @@ impl<'a> Ingress<'a> {
         }
         let client_id = u64_at(bytes, 8);
         match bytes[0] {
-            KIND_CONNECT => {
-                let length = bytes.get(16..18).ok_or(IngressError::Short)?;
-                let length = u16::from_le_bytes([length[0], length[1]]) as usize;
-                let text = bytes.get(18..18 + length).ok_or(IngressError::Endpoint)?;
-                if length == 0 || length > ENDPOINT_LEN_MAX || bytes.len() != 18 + length {
-                    return Err(IngressError::Endpoint);
-                }
-                let response_endpoint =
-                    std::str::from_utf8(text).map_err(|_| IngressError::Endpoint)?;
-                if !response_endpoint
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b':' || b == b'-')
-                {
-                    return Err(IngressError::Endpoint);
-                }
-                Ok(Ingress::Connect {
-                    client_id,
-                    response_endpoint,
-                })
-            }
+            KIND_CONNECT => Ok(Ingress::Connect {
+                client_id,
+                response_endpoint: endpoint_at(bytes, 16)?,
+            }),
+            KIND_LEARN if bytes.len() >= 24 => Ok(Ingress::Learn {
+                learner_id: client_id,
+                from_sequence: u64_at(bytes, 16),
+                response_endpoint: endpoint_at(bytes, 24)?,
+            }),
+            KIND_LEARN => Err(IngressError::Short),
             KIND_COMMAND if bytes.len() >= INGRESS_HEADER_LEN + 8 => Ok(Ingress::Command {
                 client_id,
                 client_sequence: u64_at(bytes, 16),
@@ -697,6 +730,41 @@ mod tests {
         bad[24..28].copy_from_slice(&0u32.to_le_bytes());
         assert!(Ingress::decode(&bad).is_err());
         assert_eq!(Ingress::decode(&out[..16]), Err(IngressError::Short));
+    }
+
+    #[test]
+    fn learn_requests_round_trip_with_exact_bytes() {
+        let mut out = Vec::new();
+        Ingress::Learn {
+            learner_id: 9,
+            from_sequence: 0x0102,
+            response_endpoint: "h:1",
+        }
+        .encode(&mut out);
+        assert_eq!(
+            out,
+            [
+                &[4u8, 0, 0, 0, 0, 0, 0, 0][..],
+                &9u64.to_le_bytes(),
+                &0x0102u64.to_le_bytes(),
+                &[3, 0],
+                b"h:1"
+            ]
+            .concat()
+        );
+        assert_eq!(
+            Ingress::decode(&out),
+            Ok(Ingress::Learn {
+                learner_id: 9,
+                from_sequence: 0x0102,
+                response_endpoint: "h:1",
+            })
+        );
+        assert_eq!(Ingress::decode(&out[..20]), Err(IngressError::Short));
+        assert_eq!(
+            Ingress::decode(&out[..out.len() - 1]),
+            Err(IngressError::Endpoint)
+        );
     }
 
     #[test]

@@ -128,6 +128,8 @@ pub struct NodeAgent {
     sender: AeronSender,
     ingress: AeronReceiver,
     sessions: Sessions,
+    /// The committed log streamed to learners (gateways, feed publishers).
+    pub learners: crate::learner::LearnerServer,
     pub node: Node<JournalLog, MatcherState>,
     started: Instant,
     responses: Vec<Response>,
@@ -193,6 +195,7 @@ impl NodeAgent {
             INGRESS_STREAM_ID,
             &invoke,
         )?;
+        let learners = crate::learner::LearnerServer::new(&config.journal.dir, node_id);
         let journal = Journal::open(config.journal)?;
         let log = JournalLog::new(journal).map_err(|e| NodeError::Replica(e.into()))?;
         let state =
@@ -205,6 +208,7 @@ impl NodeAgent {
             sender,
             ingress,
             sessions: Sessions::new(),
+            learners,
             node,
             started,
             responses: Vec::with_capacity(4096),
@@ -232,6 +236,7 @@ impl NodeAgent {
             sender,
             ingress,
             sessions,
+            learners,
             node,
             responses,
             ingress_malformed,
@@ -255,6 +260,7 @@ impl NodeAgent {
         }
         work += ingress.poll(FRAGMENT_LIMIT)?;
         let mut connects = Vec::new();
+        let mut learns = Vec::new();
         ingress.drain(|bytes| {
             let mut submit = |client_id: u64, client_sequence: u64, command: &[u8]| {
                 if failure.is_some() {
@@ -300,6 +306,11 @@ impl NodeAgent {
                     client_id,
                     response_endpoint,
                 }) => connects.push((client_id, response_endpoint.to_string())),
+                Ok(Ingress::Learn {
+                    learner_id,
+                    from_sequence,
+                    response_endpoint,
+                }) => learns.push((learner_id, from_sequence, response_endpoint.to_string())),
                 Ok(Ingress::Command {
                     client_id,
                     client_sequence,
@@ -323,6 +334,15 @@ impl NodeAgent {
                 }
             };
             sessions.connect(aeron, client_id, &endpoint, &invoke)?;
+            work += 1;
+        }
+        for (learner_id, from_sequence, endpoint) in learns {
+            let invoke = || {
+                if let Some(driver) = driver.as_ref() {
+                    driver.do_work();
+                }
+            };
+            learners.learn(aeron, learner_id, from_sequence, &endpoint, &invoke)?;
             work += 1;
         }
         let is_leader = node.replica.role() == crate::replica::Role::Leader;
@@ -350,6 +370,11 @@ impl NodeAgent {
             sessions.respond(&response);
         }
         work += sessions.flush();
+        work += learners.serve(
+            now_ns,
+            node.applier.applied_position(),
+            node.applier.applied_sequence(),
+        );
         Ok(work)
     }
 

@@ -60,6 +60,8 @@ pub struct ChaosReport {
     /// The final term and state hash (equal on every node).
     pub term: u64,
     pub state_hash: String,
+    /// Times the mirroring learner moved to another member (its mirror equals the journal).
+    pub learner_switches: u64,
 }
 
 fn now_unix_ns() -> u64 {
@@ -123,6 +125,26 @@ impl Collected {
     }
 }
 
+impl Collected {
+    /// SIGINT, then its output once it has exited (within a minute).
+    fn interrupt(self) -> Result<Vec<String>> {
+        // SAFETY: signalling our own child, which has not been waited for.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGINT);
+        }
+        self.finish(Duration::from_secs(60))
+    }
+
+    /// The last output line starting with `prefix`, without it.
+    fn last_line(&self, prefix: &str) -> Option<String> {
+        let lines = self.lines.lock().expect("not poisoned");
+        lines
+            .iter()
+            .rev()
+            .find_map(|l| l.trim_start().strip_prefix(prefix).map(str::to_string))
+    }
+}
+
 impl Drop for Collected {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -146,13 +168,7 @@ impl Collected {
     /// SIGINT to a running `exchange loadgen`: it stops sending, waits for every outstanding
     /// answer and prints its report, which is read back.
     fn stop(self) -> Result<LoadSummary> {
-        // SAFETY: signalling our own child, which has not been waited for.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGINT);
-        }
-        let lines = self
-            .finish(Duration::from_secs(60))
-            .context("the load generator")?;
+        let lines = self.interrupt().context("the load generator")?;
         let field = |prefix: &str| -> Result<Vec<&str>> {
             lines
                 .iter()
@@ -276,6 +292,18 @@ pub fn kill_leader_repeatedly(
         .args(["--seed", &options.seed.to_string()])
         .args(["--gap-ms", "5", "--print-gaps"]);
     let load = Collected::spawn(load).context("starting the load generator")?;
+    // A learner that mirrors the committed log, following the first leader: every kill of the
+    // node it follows makes it move to another member.
+    let mirror = dir.join("mirror");
+    let mut learn = std::process::Command::new(exe);
+    learn
+        .arg("learn")
+        .arg("--config")
+        .arg(&configs[0])
+        .arg("--journal")
+        .arg(&mirror)
+        .args(["--first", "0", "--progress-ms", "100"]);
+    let learner = Collected::spawn(learn).context("starting the learner")?;
     let mut rng = sequencer::sim::Rng::new(options.seed);
     let mut kills = Vec::new();
     let mut last_term = 0u64;
@@ -326,8 +354,36 @@ pub fn kill_leader_repeatedly(
     let dirs: Vec<PathBuf> = (0..nodes_count)
         .map(|id| dir.join(format!("journal-{id}")))
         .collect();
+    let sequence = nodes[0].get("sequence");
+    let learned = wait_for(
+        "the learner to reach the end of the log",
+        Duration::from_secs(20),
+        || {
+            let line = learner.last_line("")?;
+            let at = line
+                .split_whitespace()
+                .skip_while(|w| *w != "sequence")
+                .nth(1)?;
+            (at.parse::<u64>().ok()? >= sequence).then_some(line)
+        },
+    )?;
+    let learned_lines = learner.interrupt().context("the learner")?;
     let (last, seen) = stop_and_verify(nodes, &dirs)?;
     exactly_once(&seen, load.client_id, load.client_commands)?;
+    // The learner saw every committed record once, in order, across every kill: its mirror is
+    // record for record the cluster's journal.
+    if let Some(difference) = sequencer::local::compare_journals(&[dirs[0].clone(), mirror])? {
+        bail!(
+            "the learner's mirror differs from the cluster's journal: {difference}\nlast progress: {learned}\n{}",
+            learned_lines.join("\n")
+        );
+    }
+    let learner_switches = learned_lines
+        .iter()
+        .find_map(|l| l.strip_prefix("learned "))
+        .and_then(|l| l.split_whitespace().skip_while(|w| *w != "switches").nth(1))
+        .and_then(|n| n.parse().ok())
+        .context("the learner's final line")?;
     let kills = kills
         .into_iter()
         .map(|(node, term, at)| {
@@ -348,6 +404,7 @@ pub fn kill_leader_repeatedly(
         client_commands: load.client_commands,
         client_leader_changes: load.leader_changes,
         term: last.get("term").and_then(|t| t.parse().ok()).unwrap_or(0),
+        learner_switches,
         state_hash: last.get("state_hash").cloned().unwrap_or_default(),
     })
 }

@@ -77,6 +77,10 @@ enum Command {
     /// (HdrHistogram). Open loop at a fixed rate (latency from each command's intended send time),
     /// or closed loop with --rate 0.
     Loadgen(cluster::LoadOptions),
+    /// Follows the cluster's committed log as a learner (asking the next member when the one it
+    /// follows falls silent) and mirrors it into a journal of its own, record for record: a live
+    /// backup or an auditor's tap. Runs until SIGINT/SIGTERM or --duration.
+    Learn(tools::learn::LearnOptions),
     /// Fault test: a local cluster of node processes under load whose leader is killed with
     /// SIGKILL again and again (the dead node restarted each time); then proves that every
     /// command the client sent is in the log exactly once and nothing else, that all journals
@@ -209,6 +213,7 @@ fn main() -> ExitCode {
             &idle,
         ),
         Command::Loadgen(options) => cluster::loadgen(options),
+        Command::Learn(options) => tools::learn::learn(options),
         Command::Chaos {
             kills,
             nodes,
@@ -530,8 +535,8 @@ fn chaos(kills: u32, nodes: u8, rate: u64, seed: u64, dir: Option<PathBuf>) -> R
         );
     }
     println!(
-        "ok: {} client commands, each in the log exactly once and nothing else; journals identical, state hash {} on every node (term {}); the client changed leader {} times",
-        report.client_commands, report.state_hash, report.term, report.client_leader_changes
+        "ok: {} client commands, each in the log exactly once and nothing else; journals identical, state hash {} on every node (term {}); the client changed leader {} times; a learner's mirror of the committed log equals the journal (it moved to another member {} times)",
+        report.client_commands, report.state_hash, report.term, report.client_leader_changes, report.learner_switches
     );
     Ok(ExitCode::SUCCESS)
 }
