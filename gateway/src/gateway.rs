@@ -232,6 +232,11 @@ impl<S: MessageStore> Gateway<S> {
         })
     }
 
+    /// Connection slots (connection ids are below this).
+    pub fn connections_max(&self) -> usize {
+        self.connections.len()
+    }
+
     /// Counters.
     pub fn counters(&self) -> &Counters {
         &self.counters

@@ -45,6 +45,8 @@ pub mod app;
 pub mod codec;
 mod file_store;
 pub mod gateway;
+pub mod net;
+pub mod runtime;
 pub mod session;
 pub mod store;
 pub mod tags;

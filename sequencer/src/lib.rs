@@ -18,6 +18,7 @@ pub mod local;
 pub mod log;
 pub mod node;
 pub mod protocol;
+pub mod reliable;
 pub mod replica;
 pub mod runtime;
 pub mod sim;

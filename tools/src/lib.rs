@@ -4,6 +4,7 @@
 pub mod chaos;
 pub mod cluster;
 pub mod demo;
+pub mod gateway_cmd;
 pub mod learn;
 
 use std::path::Path;

@@ -81,6 +81,15 @@ enum Command {
     /// follows falls silent) and mirrors it into a journal of its own, record for record: a live
     /// backup or an auditor's tap. Runs until SIGINT/SIGTERM or --duration.
     Learn(tools::learn::LearnOptions),
+    /// Runs the FIX 4.2/4.4 gateway in front of a cluster, as configured in a TOML file (see
+    /// config/gateway.example.toml): io_uring TCP acceptor, sessions persisted in their store,
+    /// orders to the cluster exactly once across failovers, execution reports from the committed
+    /// log. Stops cleanly on SIGINT or SIGTERM.
+    Gateway {
+        /// The gateway's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Fault test: a local cluster of node processes under load whose leader is killed with
     /// SIGKILL again and again (the dead node restarted each time); then proves that every
     /// command the client sent is in the log exactly once and nothing else, that all journals
@@ -214,6 +223,7 @@ fn main() -> ExitCode {
         ),
         Command::Loadgen(options) => cluster::loadgen(options),
         Command::Learn(options) => tools::learn::learn(options),
+        Command::Gateway { config } => tools::gateway_cmd::run(&config),
         Command::Chaos {
             kills,
             nodes,

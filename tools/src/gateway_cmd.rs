@@ -1,0 +1,332 @@
+//! `exchange gateway --config FILE`: the FIX 4.2/4.4 acceptor in front of a cluster, one
+//! process (see `gateway::runtime`). The configuration is TOML (see
+//! `config/gateway.example.toml`); a bad one is refused naming the key and the problem.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use gateway::runtime::{session_store_dir, GatewayRuntime, RuntimeConfig};
+use gateway::{FileStore, FileStoreConfig};
+use gateway::{FixVersion, GatewayConfig, SessionConfig};
+use sequencer::driver::{unique_dir, EmbeddedDriver};
+use sequencer::runtime::IdleStrategy;
+use sequencer::transport::connect;
+use serde::Deserialize;
+
+use crate::cluster::{install_signal_handlers, STOP};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayFile {
+    pub gateway: GatewaySection,
+    /// Instruments the gateway trades (and adds to the log when it lacks them).
+    #[serde(default, rename = "instrument")]
+    pub instruments: Vec<InstrumentSection>,
+    /// FIX sessions.
+    #[serde(rename = "session")]
+    pub sessions: Vec<SessionSection>,
+}
+
+/// `[gateway]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// FIX acceptor address, `ip:port` (TCP).
+    pub listen: String,
+    /// Client ingress endpoint (`ip:port`, UDP) of every member, in node-id order (as the nodes'
+    /// `cluster.ingress`).
+    pub cluster_ingress: Vec<String>,
+    /// This gateway's client id in the cluster (stable: its sequence numbers continue across
+    /// restarts) and learner id.
+    pub client_id: u64,
+    /// UDP endpoints (`ip:port`) where the cluster answers commands and streams the log.
+    pub response_endpoint: String,
+    pub learner_endpoint: String,
+    /// Session stores live here (one directory per session). Default: `gateway-store` beside
+    /// the configuration file.
+    #[serde(default)]
+    pub store_dir: Option<PathBuf>,
+    /// `"backoff"` (default) or `"busy-spin"` (dedicated hardware only).
+    #[serde(default = "default_idle")]
+    pub idle: String,
+    /// Connection slots.
+    #[serde(default = "default_connections")]
+    pub connections_max: usize,
+}
+
+fn default_idle() -> String {
+    "backoff".into()
+}
+fn default_connections() -> usize {
+    64
+}
+
+/// `[[instrument]]`: as the matcher's instrument configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstrumentSection {
+    pub symbol: String,
+    pub instrument_id: u32,
+    /// Price unit 10^price_exponent (-2: cents).
+    pub price_exponent: i8,
+    pub quantity_exponent: i8,
+    /// In price units.
+    pub tick_size: u32,
+    /// In quantity units.
+    pub lot_size: u32,
+    /// Lowest price (price units) and the number of price levels above it.
+    pub price_min: i64,
+    pub price_levels: u32,
+    #[serde(default)]
+    pub band_width_ticks: u32,
+    pub reference_price: i64,
+    #[serde(default = "one")]
+    pub quantity_min_lots: u32,
+    pub quantity_max_lots: u32,
+    #[serde(default)]
+    pub notional_max: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// `[[session]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSection {
+    /// "FIX.4.2" or "FIX.4.4".
+    pub version: String,
+    pub sender_comp_id: String,
+    pub target_comp_id: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default = "default_heartbeat_min")]
+    pub heartbeat_interval_s_min: u32,
+    #[serde(default = "default_heartbeat_max")]
+    pub heartbeat_interval_s_max: u32,
+    #[serde(default = "default_throttle")]
+    pub throttle_messages_per_second: u32,
+    #[serde(default = "default_true")]
+    pub cancel_on_disconnect: bool,
+    pub account_id: u32,
+    #[serde(default)]
+    pub account: Option<String>,
+}
+
+fn default_heartbeat_min() -> u32 {
+    1
+}
+fn default_heartbeat_max() -> u32 {
+    120
+}
+fn default_throttle() -> u32 {
+    10_000
+}
+fn default_true() -> bool {
+    true
+}
+
+/// A checked configuration.
+pub struct Checked {
+    pub runtime: RuntimeConfig,
+    pub gateway: GatewayConfig,
+    pub store_dir: PathBuf,
+}
+
+impl GatewayFile {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Checked> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let file: GatewayFile =
+            toml::from_str(&text).with_context(|| format!("{}: invalid", path.display()))?;
+        file.check(path.parent().unwrap_or(Path::new(".")))
+            .with_context(|| format!("{}", path.display()))
+    }
+
+    fn check(self, base: &Path) -> Result<Checked> {
+        let g = &self.gateway;
+        let listen = g
+            .listen
+            .parse()
+            .with_context(|| format!("gateway.listen: {:?} is not ip:port", g.listen))?;
+        if g.cluster_ingress.is_empty() {
+            bail!("gateway.cluster_ingress: no members");
+        }
+        for (key, value) in [
+            ("gateway.response_endpoint", &g.response_endpoint),
+            ("gateway.learner_endpoint", &g.learner_endpoint),
+        ]
+        .into_iter()
+        .chain(
+            g.cluster_ingress
+                .iter()
+                .map(|e| ("gateway.cluster_ingress", e)),
+        ) {
+            value
+                .parse::<std::net::SocketAddr>()
+                .with_context(|| format!("{key}: {value:?} is not ip:port"))?;
+        }
+        let idle = match g.idle.as_str() {
+            "backoff" => IdleStrategy::Backoff {
+                max_sleep: Duration::from_micros(100),
+            },
+            "busy-spin" => IdleStrategy::BusySpin,
+            other => bail!("gateway.idle: {other:?} is not \"backoff\" or \"busy-spin\""),
+        };
+        if g.client_id == 0 {
+            bail!("gateway.client_id: must not be 0");
+        }
+        let mut instruments = Vec::new();
+        let mut gateway_instruments = Vec::new();
+        for (i, s) in self.instruments.iter().enumerate() {
+            if s.symbol.is_empty() || s.symbol.len() > 8 || !s.symbol.is_ascii() {
+                bail!(
+                    "instrument[{i}].symbol: {:?} is not 1..=8 ASCII characters",
+                    s.symbol
+                );
+            }
+            let mut symbol = [0u8; 8];
+            symbol[..s.symbol.len()].copy_from_slice(s.symbol.as_bytes());
+            let config = matcher::InstrumentConfig {
+                instrument_id: s.instrument_id,
+                symbol,
+                price_exponent: s.price_exponent,
+                quantity_exponent: s.quantity_exponent,
+                tick_size: s.tick_size,
+                lot_size: s.lot_size,
+                price_min: s.price_min,
+                price_levels: s.price_levels,
+                band_width_ticks: s.band_width_ticks,
+                reference_price: s.reference_price,
+                quantity_min_lots: s.quantity_min_lots,
+                quantity_max_lots: s.quantity_max_lots,
+                notional_max: s.notional_max,
+            };
+            gateway_instruments.push(gateway::app::Instrument::from_matcher(&config));
+            instruments.push(config);
+        }
+        let mut sessions = Vec::new();
+        for (i, s) in self.sessions.iter().enumerate() {
+            let version = match s.version.as_str() {
+                "FIX.4.2" => FixVersion::Fix42,
+                "FIX.4.4" => FixVersion::Fix44,
+                other => bail!("session[{i}].version: {other:?} is not \"FIX.4.2\" or \"FIX.4.4\""),
+            };
+            sessions.push(SessionConfig {
+                version,
+                sender_comp_id: s.sender_comp_id.clone(),
+                target_comp_id: s.target_comp_id.clone(),
+                password: s.password.clone(),
+                heartbeat_interval_s_min: s.heartbeat_interval_s_min,
+                heartbeat_interval_s_max: s.heartbeat_interval_s_max,
+                throttle_messages_per_second: s.throttle_messages_per_second,
+                cancel_on_disconnect: s.cancel_on_disconnect,
+                account_id: s.account_id,
+                account: s.account.clone(),
+            });
+        }
+        let gateway = GatewayConfig {
+            sessions,
+            instruments: gateway_instruments,
+            connections_max: g.connections_max,
+            ..GatewayConfig::default()
+        };
+        // The core checks sessions and instruments (CompIDs, accounts, symbols): refuse here,
+        // before anything starts, with its reason.
+        gateway::Gateway::new(
+            gateway.clone(),
+            (0..gateway.sessions.len())
+                .map(|_| gateway::MemoryStore::new(1024, 1))
+                .collect(),
+        )
+        .map_err(|e| anyhow::anyhow!("session/instrument: {e}"))?;
+        let store_dir = match &g.store_dir {
+            Some(dir) if dir.is_absolute() => dir.clone(),
+            Some(dir) => base.join(dir),
+            None => base.join("gateway-store"),
+        };
+        Ok(Checked {
+            runtime: RuntimeConfig {
+                listen,
+                ingress: g.cluster_ingress.clone(),
+                first_target: 0,
+                client_id: g.client_id,
+                response_endpoint: g.response_endpoint.clone(),
+                learner_id: g.client_id,
+                learner_endpoint: g.learner_endpoint.clone(),
+                matcher: sequencer::workload::matcher_config(),
+                instruments,
+                idle,
+            },
+            gateway,
+            store_dir,
+        })
+    }
+}
+
+/// `exchange gateway --config FILE`.
+pub fn run(config: &Path) -> Result<ExitCode> {
+    let checked = GatewayFile::load(config)?;
+    install_signal_handlers();
+    let stores = checked
+        .gateway
+        .sessions
+        .iter()
+        .map(|s| {
+            let dir = session_store_dir(&checked.store_dir, &s.sender_comp_id, &s.target_comp_id);
+            FileStore::open(FileStoreConfig::new(&dir))
+                .with_context(|| format!("session store {}", dir.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let driver = EmbeddedDriver::launch_invoked(&unique_dir("gateway"))?;
+    let aeron = connect(driver.dir())?;
+    let invoke = || {
+        driver.do_work();
+    };
+    let mut runtime = GatewayRuntime::start(
+        &aeron,
+        &checked.runtime,
+        checked.gateway.clone(),
+        stores,
+        &invoke,
+    )
+    .context("starting the gateway")?;
+    println!(
+        "gateway: FIX on {} ({} sessions: {}), cluster {}, log at sequence {}",
+        runtime.net.local_addr()?,
+        checked.gateway.sessions.len(),
+        checked
+            .gateway
+            .sessions
+            .iter()
+            .map(|s| format!("{}→{}", s.target_comp_id, s.sender_comp_id))
+            .collect::<Vec<_>>()
+            .join(", "),
+        checked.runtime.ingress.join(","),
+        runtime.counters.sequence
+    );
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let result = runtime.run(&STOP, checked.runtime.idle, &|| driver.do_work());
+    let c = runtime.gateway.counters();
+    println!(
+        "gateway: stopped; submissions {} reports {} commands applied {} (sequence {}) refused {} resends {} leader changes {} state_hash {:016x}",
+        c.submissions,
+        c.reports,
+        runtime.counters.commands_applied,
+        runtime.counters.sequence,
+        runtime.counters.submissions_refused,
+        runtime.client.counters.resends,
+        runtime.client.counters.leader_changes,
+        runtime.matcher_state_hash()
+    );
+    result.context("gateway")?;
+    let _ = STOP.load(Ordering::Acquire);
+    Ok(ExitCode::SUCCESS)
+}
