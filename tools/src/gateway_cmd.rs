@@ -270,6 +270,45 @@ impl GatewayFile {
     }
 }
 
+/// Writes a gateway configuration into `path` for a cluster whose members' client ingress
+/// endpoints are `ingress`: the example's instrument (DEMO) and sessions CLIENT1, CLIENT2
+/// (FIX.4.4) and CLIENT3 (FIX.4.2) to EXCH, with free loopback ports; returns the FIX port.
+pub fn write_local_gateway(path: &Path, ingress: &[String], client_id: u64) -> Result<u16> {
+    let free_tcp = || -> Result<u16> {
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port())
+    };
+    let free_udp = || -> Result<u16> {
+        Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port())
+    };
+    let fix_port = free_tcp()?;
+    let example = include_str!("../../config/gateway.example.toml");
+    let members = ingress
+        .iter()
+        .map(|e| format!("\"{e}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut text = String::new();
+    for line in example.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        let replaced = match key {
+            "listen" => format!("listen = \"127.0.0.1:{fix_port}\""),
+            "cluster_ingress" => format!("cluster_ingress = [{members}]"),
+            "client_id" => format!("client_id = {client_id}"),
+            "response_endpoint" => format!("response_endpoint = \"127.0.0.1:{}\"", free_udp()?),
+            "learner_endpoint" => format!("learner_endpoint = \"127.0.0.1:{}\"", free_udp()?),
+            _ => line.to_string(),
+        };
+        text.push_str(&replaced);
+        text.push('\n');
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(fix_port)
+}
+
 /// `exchange gateway --config FILE`.
 pub fn run(config: &Path) -> Result<ExitCode> {
     let checked = GatewayFile::load(config)?;

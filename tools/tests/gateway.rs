@@ -1,0 +1,468 @@
+//! The FIX gateway end to end: three `exchange node` processes, one `exchange gateway` process,
+//! and FIX clients over TCP on 127.0.0.1 (a hand-written tag=value client here, independent of
+//! the gateway's codec). Orders cross, fills carry the right CumQty/LeavesQty/AvgPx, cancel and
+//! replace work, cancels of unknown or foreign orders are refused, and a leader killed in the
+//! middle changes nothing the FIX clients see but latency. The gateway's matcher replica ends with
+//! the cluster's state hash.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sequencer::config::{free_base_port, write_local_cluster, NodeConfig};
+use tools::cluster::{leader_of, wait_settled, NodeChild};
+
+const EXCHANGE: &str = env!("CARGO_BIN_EXE_exchange");
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A FIX message as (tag, value) pairs in order.
+type Fields = Vec<(u32, String)>;
+
+fn get<'a>(fields: &'a Fields, tag: u32) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(t, _)| *t == tag)
+        .map(|(_, v)| v.as_str())
+}
+
+struct FixClient {
+    stream: TcpStream,
+    comp_id: String,
+    version: &'static str,
+    sequence: u64,
+    /// MsgSeqNum expected next from the gateway.
+    expected: u64,
+    buffer: Vec<u8>,
+}
+
+fn utc_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let secs = now.as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}:{:02}:{:02}.{:03}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        now.subsec_millis()
+    )
+}
+
+impl FixClient {
+    fn connect(port: u16, comp_id: &str, version: &'static str) -> FixClient {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        FixClient {
+            stream,
+            comp_id: comp_id.to_string(),
+            version,
+            sequence: 0,
+            expected: 1,
+            buffer: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, msg_type: &str, fields: &[(u32, &str)]) {
+        self.sequence += 1;
+        let mut body = format!(
+            "35={msg_type}\x0149={}\x0156=EXCH\x0134={}\x0152={}\x01",
+            self.comp_id,
+            self.sequence,
+            utc_now()
+        );
+        for (tag, value) in fields {
+            body.push_str(&format!("{tag}={value}\x01"));
+        }
+        let head = format!("8={}\x019={}\x01", self.version, body.len());
+        let mut message = head.into_bytes();
+        message.extend_from_slice(body.as_bytes());
+        let checksum = message.iter().map(|&b| b as u32).sum::<u32>() % 256;
+        message.extend_from_slice(format!("10={checksum:03}\x01").as_bytes());
+        self.stream.write_all(&message).unwrap();
+    }
+
+    /// The next whole message, checked: BeginString, BodyLength, CheckSum, CompIDs, MsgSeqNum
+    /// in order.
+    fn next(&mut self, deadline: Instant) -> Fields {
+        loop {
+            if let Some(end) = find_end(&self.buffer) {
+                let raw: Vec<u8> = self.buffer.drain(..end).collect();
+                return self.check(&raw);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: no message in time; have {:?}",
+                self.comp_id,
+                String::from_utf8_lossy(&self.buffer)
+            );
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => panic!("{}: the gateway closed the connection", self.comp_id),
+                Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("{}: {e}", self.comp_id),
+            }
+        }
+    }
+
+    fn check(&mut self, raw: &[u8]) -> Fields {
+        let text = String::from_utf8(raw.to_vec()).expect("ASCII");
+        let fields: Fields = text
+            .split('\x01')
+            .filter(|f| !f.is_empty())
+            .map(|f| {
+                let (tag, value) = f.split_once('=').expect("tag=value");
+                (tag.parse().expect("numeric tag"), value.to_string())
+            })
+            .collect();
+        let shown = text.replace('\x01', "|");
+        assert_eq!(fields[0], (8, self.version.to_string()), "{shown}");
+        assert_eq!(fields[1].0, 9, "{shown}");
+        let body_start = text.find("\x0135=").unwrap() + 1;
+        let body_end = text.rfind("10=").unwrap();
+        assert_eq!(
+            fields[1].1.parse::<usize>().unwrap(),
+            body_end - body_start,
+            "BodyLength: {shown}"
+        );
+        let checksum = raw[..body_end].iter().map(|&b| b as u32).sum::<u32>() % 256;
+        assert_eq!(
+            fields.last().unwrap(),
+            &(10, format!("{checksum:03}")),
+            "CheckSum: {shown}"
+        );
+        assert_eq!(get(&fields, 49), Some("EXCH"), "{shown}");
+        assert_eq!(get(&fields, 56), Some(self.comp_id.as_str()), "{shown}");
+        let sequence: u64 = get(&fields, 34).unwrap().parse().unwrap();
+        assert_eq!(sequence, self.expected, "MsgSeqNum: {shown}");
+        self.expected += 1;
+        fields
+    }
+
+    /// Skips heartbeats; the next application or session message of another type.
+    fn expect(&mut self, msg_type: &str) -> Fields {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let fields = self.next(deadline);
+            match get(&fields, 35) {
+                Some("0") if msg_type != "0" => continue,
+                Some(t) if t == msg_type => return fields,
+                other => panic!(
+                    "{}: expected 35={msg_type}, got {other:?}: {fields:?}",
+                    self.comp_id
+                ),
+            }
+        }
+    }
+
+    fn logon(&mut self) {
+        self.send("A", &[(98, "0"), (108, "30"), (141, "Y")]);
+        let logon = self.expect("A");
+        assert_eq!(get(&logon, 108), Some("30"));
+    }
+}
+
+fn find_end(buffer: &[u8]) -> Option<usize> {
+    let at = buffer.windows(4).position(|w| w == b"\x0110=")?;
+    let end = buffer[at + 4..].iter().position(|&b| b == 1)?;
+    Some(at + 4 + end + 1)
+}
+
+/// An execution report's fields that matter, checked against what is expected.
+#[track_caller]
+fn assert_report(fields: &Fields, expected: &[(u32, &str)]) {
+    let shown: BTreeMap<u32, &str> = fields.iter().map(|(t, v)| (*t, v.as_str())).collect();
+    for (tag, value) in expected {
+        assert_eq!(shown.get(tag), Some(value), "tag {tag} in {shown:?}");
+    }
+}
+
+fn spawn_gateway(config: &Path) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(EXCHANGE)
+        .args(["gateway", "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = sender.send(line);
+        }
+    });
+    (child, receiver)
+}
+
+#[test]
+fn fix_orders_cross_through_the_cluster_and_a_leader_kill_is_invisible() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_base_port(3).unwrap();
+    let configs: Vec<PathBuf> = write_local_cluster(
+        dir.path(),
+        3,
+        base,
+        "status_interval_ms = 100",
+        "driver_idle = \"backoff\"",
+    )
+    .unwrap();
+    let mut nodes: Vec<NodeChild> = configs
+        .iter()
+        .map(|c| NodeChild::spawn(Path::new(EXCHANGE), c, false).unwrap())
+        .collect();
+    let ingress = NodeConfig::load(&configs[0]).unwrap().ingress;
+    let gateway_config = dir.path().join("gateway.toml");
+    let port = tools::gateway_cmd::write_local_gateway(&gateway_config, &ingress, 77).unwrap();
+    let (mut gateway, lines) = spawn_gateway(&gateway_config);
+    let started = lines
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the gateway's start line");
+    assert!(started.starts_with("gateway: FIX on"), "{started}");
+
+    let mut buyer = FixClient::connect(port, "CLIENT1", "FIX.4.4");
+    let mut seller = FixClient::connect(port, "CLIENT2", "FIX.4.4");
+    buyer.logon();
+    seller.logon();
+
+    // A resting buy of 10 at 500.00.
+    buyer.send(
+        "D",
+        &[
+            (11, "B1"),
+            (55, "DEMO"),
+            (54, "1"),
+            (38, "10"),
+            (40, "2"),
+            (44, "500.00"),
+            (59, "0"),
+            (60, &utc_now()),
+        ],
+    );
+    let new = buyer.expect("8");
+    assert_report(
+        &new,
+        &[
+            (11, "B1"),
+            (150, "0"),
+            (39, "0"),
+            (14, "0"),
+            (151, "10"),
+            (54, "1"),
+            (55, "DEMO"),
+        ],
+    );
+    let buy_order_id = get(&new, 37).unwrap().to_string();
+
+    // A sell of 4 at 500.00 crosses: the seller is filled, the buyer partially.
+    seller.send(
+        "D",
+        &[
+            (11, "S1"),
+            (55, "DEMO"),
+            (54, "2"),
+            (38, "4"),
+            (40, "2"),
+            (44, "500.00"),
+            (59, "0"),
+            (60, &utc_now()),
+        ],
+    );
+    assert_report(&seller.expect("8"), &[(11, "S1"), (150, "0"), (39, "0")]);
+    assert_report(
+        &seller.expect("8"),
+        &[
+            (11, "S1"),
+            (150, "F"),
+            (39, "2"),
+            (14, "4"),
+            (151, "0"),
+            (31, "500"),
+            (32, "4"),
+            (6, "500"),
+        ],
+    );
+    assert_report(
+        &buyer.expect("8"),
+        &[
+            (11, "B1"),
+            (37, buy_order_id.as_str()),
+            (150, "F"),
+            (39, "1"),
+            (14, "4"),
+            (151, "6"),
+            (31, "500"),
+            (32, "4"),
+            (6, "500"),
+        ],
+    );
+
+    // Cancels of an unknown order, and of another session's order (unknown to that session):
+    // OrderCancelReject, CxlRejResponseTo 1 (cancel), CxlRejReason 1 (unknown order).
+    buyer.send(
+        "F",
+        &[
+            (11, "C1"),
+            (41, "NOPE"),
+            (55, "DEMO"),
+            (54, "1"),
+            (60, &utc_now()),
+        ],
+    );
+    assert_report(
+        &buyer.expect("9"),
+        &[(11, "C1"), (41, "NOPE"), (434, "1"), (102, "1")],
+    );
+    seller.send(
+        "F",
+        &[
+            (11, "C2"),
+            (41, "B1"),
+            (55, "DEMO"),
+            (54, "1"),
+            (60, &utc_now()),
+        ],
+    );
+    assert_report(&seller.expect("9"), &[(11, "C2"), (434, "1"), (102, "1")]);
+
+    // Replace: quantity 10 → 8 (4 filled, 4 left), price unchanged.
+    buyer.send(
+        "G",
+        &[
+            (11, "B2"),
+            (41, "B1"),
+            (55, "DEMO"),
+            (54, "1"),
+            (38, "8"),
+            (40, "2"),
+            (44, "500.00"),
+            (60, &utc_now()),
+        ],
+    );
+    assert_report(
+        &buyer.expect("8"),
+        &[
+            (11, "B2"),
+            (41, "B1"),
+            (150, "5"),
+            (39, "1"),
+            (38, "8"),
+            (14, "4"),
+            (151, "4"),
+        ],
+    );
+
+    // Kill the leader; the seller's next order is answered by the new leader's cluster, and the
+    // FIX sessions notice nothing but the delay.
+    let deadline = Instant::now() + WAIT;
+    let leader = loop {
+        if let Some(leader) = leader_of(&nodes) {
+            break leader;
+        }
+        assert!(Instant::now() < deadline, "no leader");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    nodes[leader].kill_hard().unwrap();
+    seller.send(
+        "D",
+        &[
+            (11, "S2"),
+            (55, "DEMO"),
+            (54, "2"),
+            (38, "3"),
+            (40, "2"),
+            (44, "500.00"),
+            (59, "0"),
+            (60, &utc_now()),
+        ],
+    );
+    assert_report(&seller.expect("8"), &[(11, "S2"), (150, "0")]);
+    assert_report(
+        &seller.expect("8"),
+        &[(11, "S2"), (150, "F"), (39, "2"), (14, "3"), (151, "0")],
+    );
+    assert_report(
+        &buyer.expect("8"),
+        &[
+            (11, "B2"),
+            (150, "F"),
+            (39, "1"),
+            (14, "7"),
+            (151, "1"),
+            (32, "3"),
+            (6, "500"),
+        ],
+    );
+    // The killed node returns and catches up.
+    nodes[leader] = NodeChild::spawn(Path::new(EXCHANGE), &configs[leader], false).unwrap();
+
+    // Cancel the rest of the buy.
+    buyer.send(
+        "F",
+        &[
+            (11, "B3"),
+            (41, "B2"),
+            (55, "DEMO"),
+            (54, "1"),
+            (60, &utc_now()),
+        ],
+    );
+    assert_report(
+        &buyer.expect("8"),
+        &[
+            (11, "B3"),
+            (41, "B2"),
+            (150, "4"),
+            (39, "4"),
+            (14, "7"),
+            (151, "0"),
+        ],
+    );
+
+    for client in [&mut buyer, &mut seller] {
+        client.send("5", &[]);
+        client.expect("5");
+    }
+
+    // The gateway's matcher replica ends where the cluster does.
+    wait_settled(&nodes, Duration::from_secs(30)).unwrap();
+    let node_hash = nodes[0].get_str("state_hash");
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(gateway.id() as libc::pid_t, libc::SIGINT);
+    }
+    let status = gateway.wait().unwrap();
+    assert!(status.success());
+    let last = lines.iter().last().expect("the gateway's final line");
+    assert!(last.contains("leader changes"), "{last}");
+    let gateway_hash = last.rsplit("state_hash ").next().unwrap().trim();
+    assert_eq!(gateway_hash, node_hash, "{last}");
+    let dirs: Vec<PathBuf> = (0..3)
+        .map(|id| dir.path().join(format!("journal-{id}")))
+        .collect();
+    tools::chaos::stop_and_verify(nodes, &dirs).unwrap_or_else(|e| panic!("{e:#}"));
+}
