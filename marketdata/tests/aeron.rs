@@ -1,0 +1,250 @@
+//! The feed over Aeron, end to end: seeded random commands into a [`FeedPublisher`] (its own
+//! matcher replica, the feed journal, an embedded media driver) and out through UDP on
+//! 127.0.0.1 (multi-destination cast) to [`FeedSubscriber`]s on a second embedded driver:
+//!
+//! - one that receives every frame, and records what it applies in the ITCH file layout;
+//! - one that drops 5% of the incremental frames on receipt (seeded) and recovers them from the
+//!   retransmission service, which serves them from the feed journal;
+//! - one that joins a third of the way in, from a snapshot.
+//!
+//! At every checkpoint each rebuilt book equals the publisher's matcher (orders, levels,
+//! checksum); at the end so does a book rebuilt from the recorded file.
+//!
+//! `MARKETDATA_AERON_COMMANDS` sets the number of commands (default 300,000),
+//! `MARKETDATA_AERON_SEED` the seed. Ports 46000..46019.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{assert_same_books, book_config, matcher_config, Generator, TIMESTAMP_BASE_NS};
+use marketdata::aeron::{
+    connect, FeedPublisher, FeedSubscriber, IdleBackoff, LossInjection, PublisherChannels,
+    PublisherConfig, SubscriberChannels, SubscriberConfig,
+};
+use marketdata::itch::{self, Message};
+use marketdata::{Book, FileRecords, FileSink, MessageSink};
+use sequencer::driver::{unique_dir, EmbeddedDriver};
+
+const SESSION: [u8; 10] = *b"AERONFEED1";
+const CONTROL: &str = "127.0.0.1:46000";
+const REQUEST: &str = "127.0.0.1:46001";
+const BATCH_COMMANDS: u64 = 32;
+const CHECKPOINT_INTERVAL: u64 = 25_000;
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(default)
+}
+
+fn subscriber_config(port: u16, late_join: bool, loss: Option<LossInjection>) -> SubscriberConfig {
+    let endpoint = format!("127.0.0.1:{port}");
+    let mut config = SubscriberConfig::new(
+        book_config(),
+        SESSION,
+        SubscriberChannels::mdc(&endpoint, CONTROL, REQUEST),
+    );
+    config.late_join = late_join;
+    config.loss = loss;
+    config.request_retry = Duration::from_millis(100);
+    config
+}
+
+struct Subscribers {
+    full: FeedSubscriber,
+    lossy: FeedSubscriber,
+    late: Option<FeedSubscriber>,
+    recorded: Vec<u8>,
+}
+
+impl Subscribers {
+    fn poll(&mut self, now: Instant) -> usize {
+        let recorded = &mut self.recorded;
+        let mut work = self
+            .full
+            .poll(now, &mut |sequence, message| {
+                FileSink {
+                    out: recorded,
+                    standard_only: true,
+                }
+                .message(sequence, message)
+            })
+            .expect("full subscriber follows");
+        work += self
+            .lossy
+            .poll(now, &mut |_, _| {})
+            .expect("lossy subscriber follows");
+        if let Some(late) = self.late.as_mut() {
+            work += late.poll(now, &mut |_, _| {}).expect("late joiner follows");
+        }
+        work
+    }
+
+    fn all(&self) -> Vec<(&'static str, &FeedSubscriber)> {
+        let mut all = vec![("full", &self.full), ("lossy", &self.lossy)];
+        if let Some(late) = &self.late {
+            all.push(("late joiner", late));
+        }
+        all
+    }
+}
+
+/// Drives the publisher and the subscribers until every subscriber has applied everything
+/// published (bounded by [`CATCH_UP_TIMEOUT`]).
+fn catch_up(publisher: &mut FeedPublisher, subscribers: &mut Subscribers, label: &str) {
+    publisher.flush().expect("flush");
+    let target = publisher.sequence_next();
+    let deadline = Instant::now() + CATCH_UP_TIMEOUT;
+    let mut idle = IdleBackoff::default();
+    loop {
+        let now = Instant::now();
+        let work = publisher.do_work(now).expect("publisher") + subscribers.poll(now);
+        if subscribers
+            .all()
+            .iter()
+            .all(|(_, subscriber)| subscriber.sequence_next() == Some(target))
+        {
+            return;
+        }
+        if now > deadline {
+            let states: Vec<String> = subscribers
+                .all()
+                .iter()
+                .map(|(name, s)| format!("{name}: {:?} {:?}", s.sequence_next(), s.stats()))
+                .collect();
+            panic!(
+                "{label}: subscribers did not reach {target} within {CATCH_UP_TIMEOUT:?}: {states:?}; publisher {:?}",
+                publisher.stats()
+            );
+        }
+        idle.idle(work);
+    }
+}
+
+#[test]
+fn books_rebuilt_over_aeron_equal_the_publishers_matcher() {
+    let commands = env_u64("MARKETDATA_AERON_COMMANDS", 300_000);
+    let seed = env_u64("MARKETDATA_AERON_SEED", 0xAE50_1234);
+
+    let publisher_driver = EmbeddedDriver::launch(&unique_dir("md-test-pub")).expect("driver");
+    let subscriber_driver = EmbeddedDriver::launch(&unique_dir("md-test-sub")).expect("driver");
+    let publisher_aeron = connect(publisher_driver.dir()).expect("client");
+    let subscriber_aeron = connect(subscriber_driver.dir()).expect("client");
+    let journal_dir = tempfile::tempdir().expect("temporary directory");
+
+    let mut config = PublisherConfig::new(
+        matcher_config(),
+        SESSION,
+        journal_dir.path(),
+        PublisherChannels::mdc(CONTROL, REQUEST),
+    );
+    config.checksum_interval = 250;
+    config.heartbeat_interval = Duration::from_millis(20);
+    config.journal.segment_size = 4 << 20;
+    config.journal.pretouch = false;
+    let mut publisher = FeedPublisher::new(&publisher_aeron, config).expect("publisher");
+
+    let mut subscribers = Subscribers {
+        full: FeedSubscriber::new(&subscriber_aeron, subscriber_config(46010, false, None))
+            .expect("subscriber"),
+        lossy: FeedSubscriber::new(
+            &subscriber_aeron,
+            subscriber_config(
+                46011,
+                false,
+                Some(LossInjection {
+                    seed: seed ^ 0xD00D,
+                    drop_per_million: 50_000,
+                }),
+            ),
+        )
+        .expect("subscriber"),
+        late: None,
+        recorded: Vec::new(),
+    };
+    // Wait until both subscribers have joined the publication (bounded).
+    let deadline = Instant::now() + CATCH_UP_TIMEOUT;
+    while !(subscribers.full.is_connected() && subscribers.lossy.is_connected()) {
+        assert!(Instant::now() < deadline, "subscribers never connected");
+        let now = Instant::now();
+        publisher.do_work(now).expect("publisher");
+        subscribers.poll(now);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    let mut generator = Generator::new(seed);
+    let join_at = commands / 3;
+    let mut checkpoints = 0;
+    for index in 0..commands {
+        let sequence = index + 1;
+        let timestamp_ns = TIMESTAMP_BASE_NS + sequence * 1_000;
+        let command = generator.next(index, commands, publisher.matcher());
+        publisher
+            .on_record(sequence, timestamp_ns, &command.encode())
+            .expect("publishes");
+        generator.observe(publisher.events());
+        if sequence % BATCH_COMMANDS == 0 {
+            publisher.flush().expect("flush");
+            let now = Instant::now();
+            publisher.do_work(now).expect("publisher");
+            subscribers.poll(now);
+        }
+        if index == join_at {
+            subscribers.late = Some(
+                FeedSubscriber::new(&subscriber_aeron, subscriber_config(46012, true, None))
+                    .expect("late joiner"),
+            );
+        }
+        if sequence % CHECKPOINT_INTERVAL == 0 || sequence == commands {
+            let label = format!("checkpoint at command {sequence}");
+            catch_up(&mut publisher, &mut subscribers, &label);
+            for (name, subscriber) in subscribers.all() {
+                assert_same_books(
+                    publisher.matcher(),
+                    publisher.encoder(),
+                    subscriber.book(),
+                    &format!("{label}, {name}"),
+                );
+            }
+            checkpoints += 1;
+        }
+    }
+    assert!(checkpoints >= 2);
+
+    // The recording is the ITCH file layout; a book rebuilt from it equals the matcher's.
+    let mut book = Book::new(book_config());
+    let mut recorded_messages = 0u64;
+    for record in FileRecords::new(&subscribers.recorded) {
+        let bytes = record.expect("whole records");
+        assert!(itch::is_itch_standard(bytes[0]), "only ITCH 5.0 types");
+        let message = Message::decode(bytes).expect("decodes");
+        book.apply(&message).expect("applies");
+        recorded_messages += 1;
+    }
+    assert_same_books(
+        publisher.matcher(),
+        publisher.encoder(),
+        &book,
+        "book from the recorded file",
+    );
+
+    let stats = publisher.stats();
+    let lossy = subscribers.lossy.stats();
+    let late = subscribers.late.as_ref().expect("joined").stats();
+    eprintln!("publisher: {stats:?}");
+    eprintln!("full: {:?}", subscribers.full.stats());
+    eprintln!("lossy: {lossy:?}");
+    eprintln!("late joiner: {late:?}");
+    eprintln!("recorded: {recorded_messages} messages");
+    assert!(lossy.frames_dropped_injected > 0, "loss was injected");
+    assert!(lossy.retransmit_requests > 0 && stats.retransmit_frames > 0);
+    assert!(
+        late.snapshots_loaded >= 1,
+        "the late joiner loaded a snapshot"
+    );
+    assert!(subscribers.full.core().counters().checksums_verified > 0);
+    assert_eq!(stats.frames_failed, 0);
+}
