@@ -163,6 +163,15 @@ impl ReliableClient {
         mut on_answer: impl FnMut(Response),
     ) -> Result<usize, TransportError> {
         let mut work = 0;
+        // Announce the response endpoint first (and again now and then: members that restarted
+        // forget their clients), so the first commands' answers have somewhere to go.
+        if self.last_hello_ns == 0
+            || now_ns.saturating_sub(self.last_hello_ns)
+                > self.config.hello_interval.as_nanos() as u64
+        {
+            self.last_hello_ns = now_ns.max(1);
+            self.client.hello();
+        }
         if self.client.has_queued() && self.client.flush() {
             work += 1;
         }
@@ -231,11 +240,6 @@ impl ReliableClient {
             self.resend_from = self.outstanding.front().map(|o| o.client_sequence);
             self.last_resend_scan_ns = 0;
             work += 1;
-        }
-        if now_ns.saturating_sub(self.last_hello_ns) > self.config.hello_interval.as_nanos() as u64
-        {
-            self.last_hello_ns = now_ns;
-            self.client.hello();
         }
         if now_ns.saturating_sub(self.last_resend_scan_ns) > 10_000_000 {
             self.last_resend_scan_ns = now_ns;

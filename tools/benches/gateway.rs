@@ -62,7 +62,10 @@ fn loadgen_percentiles(stdout: &str) -> [f64; 5] {
         .find(|l| l.contains("commit round trip"))
         .unwrap_or_else(|| panic!("no round-trip line in:\n{stdout}"));
     let mut out = [0.0; 5];
-    for (i, key) in ["p50=", "p99=", "p99.9=", "p99.99=", "max="].iter().enumerate() {
+    for (i, key) in ["p50=", "p99=", "p99.9=", "p99.99=", "max="]
+        .iter()
+        .enumerate()
+    {
         let at = line.find(&format!(" {key}")).expect("percentile") + 1 + key.len();
         let number: String = line[at..]
             .chars()
@@ -93,8 +96,8 @@ fn main() {
         .collect();
     let ingress = NodeConfig::load(&configs[0]).expect("config").ingress;
     let gateway_config = dir.path().join("gateway.toml");
-    let port =
-        tools::gateway_cmd::write_local_gateway(&gateway_config, &ingress, 88).expect("gateway");
+    let port = tools::gateway_cmd::write_local_gateway(&gateway_config, &ingress, 88, None)
+        .expect("gateway");
     let mut gateway = Command::new(EXCHANGE)
         .args(["gateway", "--config"])
         .arg(&gateway_config)
@@ -163,7 +166,8 @@ fn main() {
                         .expect("number");
                     news += 1;
                     if id > warmup {
-                        histogram.saturating_record(now.saturating_sub((id - 1) * interval_ns).max(1));
+                        histogram
+                            .saturating_record(now.saturating_sub((id - 1) * interval_ns).max(1));
                     }
                 }
                 buffer.drain(..end);

@@ -437,6 +437,7 @@ pub fn cluster_up(
     duration: Option<Duration>,
     status_ms: u64,
     idle: &str,
+    fix_port: u16,
 ) -> Result<ExitCode> {
     if !(1..=sequencer::protocol::MEMBERS_MAX as u8).contains(&nodes) {
         bail!(
@@ -468,6 +469,24 @@ pub fn cluster_up(
         base_port + 100 + nodes as u16 - 1,
         configs[0].display()
     );
+    let mut gateway = None;
+    if fix_port != 0 {
+        let ingress = NodeConfig::load(&configs[0])?.ingress;
+        let config = dir.join("gateway.toml");
+        crate::gateway_cmd::write_local_gateway(&config, &ingress, 9001, Some(fix_port))?;
+        gateway = Some(
+            std::process::Command::new(&exe)
+                .arg("gateway")
+                .arg("--config")
+                .arg(&config)
+                .spawn()
+                .context("starting the gateway")?,
+        );
+        println!(
+            "  FIX: 127.0.0.1:{fix_port}, TargetCompID EXCH, SenderCompID CLIENT1 or CLIENT2 (FIX.4.4) or CLIENT3 (FIX.4.2), symbol DEMO (prices in cents: 500.00); configuration {}",
+            config.display()
+        );
+    }
     println!("  stop with Ctrl-C (SIGINT) or SIGTERM: every node shuts down cleanly");
     let _ = std::io::stdout().flush();
     let started = Instant::now();
@@ -480,7 +499,27 @@ pub fn cluster_up(
                 break 'wait;
             }
         }
+        if let Some(status) = gateway
+            .as_mut()
+            .map(|g| g.try_wait())
+            .transpose()?
+            .flatten()
+        {
+            eprintln!("the gateway exited on its own ({status}); stopping the cluster");
+            failed = true;
+            break 'wait;
+        }
         std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Some(mut gateway) = gateway {
+        // SAFETY: signalling our own child, not yet waited for.
+        unsafe {
+            libc::kill(gateway.id() as libc::pid_t, libc::SIGTERM);
+        }
+        if !gateway.wait()?.success() {
+            eprintln!("the gateway did not stop cleanly");
+            failed = true;
+        }
     }
     for child in &children {
         child.terminate();

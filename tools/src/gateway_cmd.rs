@@ -272,8 +272,14 @@ impl GatewayFile {
 
 /// Writes a gateway configuration into `path` for a cluster whose members' client ingress
 /// endpoints are `ingress`: the example's instrument (DEMO) and sessions CLIENT1, CLIENT2
-/// (FIX.4.4) and CLIENT3 (FIX.4.2) to EXCH, with free loopback ports; returns the FIX port.
-pub fn write_local_gateway(path: &Path, ingress: &[String], client_id: u64) -> Result<u16> {
+/// (FIX.4.4) and CLIENT3 (FIX.4.2) to EXCH, with free loopback ports (the FIX port too unless
+/// `fix_port` is given); returns the FIX port.
+pub fn write_local_gateway(
+    path: &Path,
+    ingress: &[String],
+    client_id: u64,
+    fix_port: Option<u16>,
+) -> Result<u16> {
     let free_tcp = || -> Result<u16> {
         Ok(std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
@@ -284,7 +290,10 @@ pub fn write_local_gateway(path: &Path, ingress: &[String], client_id: u64) -> R
             .local_addr()?
             .port())
     };
-    let fix_port = free_tcp()?;
+    let fix_port = match fix_port {
+        Some(port) => port,
+        None => free_tcp()?,
+    };
     let example = include_str!("../../config/gateway.example.toml");
     let members = ingress
         .iter()

@@ -10,6 +10,8 @@ use journal::Reader;
 
 use tools::{cluster, demo};
 
+mod md;
+
 #[derive(Parser)]
 #[command(
     name = "exchange",
@@ -81,6 +83,13 @@ enum Command {
     /// follows falls silent) and mirrors it into a journal of its own, record for record: a live
     /// backup or an auditor's tap. Runs until SIGINT/SIGTERM or --duration.
     Learn(tools::learn::LearnOptions),
+    /// The ITCH 5.0 market-data feed over Aeron: `md subscribe` rebuilds every book from the
+    /// feed, shows the top levels and verifies the book checksums (exit status 1 on a
+    /// mismatch); `md record --out FILE` writes the messages in the ITCH binary file layout.
+    Md {
+        #[command(subcommand)]
+        command: md::MdCommand,
+    },
     /// Runs the FIX 4.2/4.4 gateway in front of a cluster, as configured in a TOML file (see
     /// config/gateway.example.toml): io_uring TCP acceptor, sessions persisted in their store,
     /// orders to the cluster exactly once across failovers, execution reports from the committed
@@ -135,6 +144,9 @@ enum ClusterCommand {
         /// Stop by itself after this many seconds.
         #[arg(long)]
         duration: Option<u64>,
+        /// TCP port of the FIX gateway started with the cluster (0: no gateway).
+        #[arg(long, default_value_t = 9878)]
+        fix_port: u16,
         /// Each node prints a status line this often (milliseconds; 0 = at start and exit only).
         #[arg(long, default_value_t = 5000)]
         status_ms: u64,
@@ -212,6 +224,7 @@ fn main() -> ExitCode {
                     duration,
                     status_ms,
                     idle,
+                    fix_port,
                 },
         } => cluster::cluster_up(
             nodes,
@@ -220,10 +233,12 @@ fn main() -> ExitCode {
             duration.map(std::time::Duration::from_secs),
             status_ms,
             &idle,
+            fix_port,
         ),
         Command::Loadgen(options) => cluster::loadgen(options),
         Command::Learn(options) => tools::learn::learn(options),
         Command::Gateway { config } => tools::gateway_cmd::run(&config),
+        Command::Md { command } => md::run(command),
         Command::Chaos {
             kills,
             nodes,

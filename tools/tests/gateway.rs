@@ -237,7 +237,8 @@ fn fix_orders_cross_through_the_cluster_and_a_leader_kill_is_invisible() {
         .collect();
     let ingress = NodeConfig::load(&configs[0]).unwrap().ingress;
     let gateway_config = dir.path().join("gateway.toml");
-    let port = tools::gateway_cmd::write_local_gateway(&gateway_config, &ingress, 77).unwrap();
+    let port =
+        tools::gateway_cmd::write_local_gateway(&gateway_config, &ingress, 77, None).unwrap();
     let (mut gateway, lines) = spawn_gateway(&gateway_config);
     let started = lines
         .recv_timeout(Duration::from_secs(60))
