@@ -42,6 +42,13 @@ pub const STREAM_ID_SNAPSHOT: i32 = 2003;
 /// Stream of requests to the retransmission service (MoldUDP64 request packets).
 pub const STREAM_ID_REQUEST: i32 = 2004;
 
+/// Default control endpoint of the publisher's multi-destination channel (`md` commands).
+pub const DEFAULT_CONTROL: &str = "127.0.0.1:20300";
+/// Default request endpoint of the retransmission service (`md` commands).
+pub const DEFAULT_REQUEST: &str = "127.0.0.1:20301";
+/// Default MoldUDP64 session name.
+pub const DEFAULT_SESSION: [u8; crate::frame::SESSION_LEN] = *b"EXCHANGE  ";
+
 /// Bytes of received frames an inbox holds between two drains; beyond it frames are dropped
 /// (and counted), as a congested network would: the feed's gap recovery fetches them again.
 pub const INBOX_BYTES_MAX: usize = 4 << 20;
