@@ -130,11 +130,21 @@ pub struct FeedSubscriber {
 impl FeedSubscriber {
     /// Subscribes on the Aeron client `aeron`.
     pub fn new(aeron: &Aeron, config: SubscriberConfig) -> Result<FeedSubscriber, RuntimeError> {
+        Self::new_invoking(aeron, config, &super::no_invoke)
+    }
+
+    /// As [`FeedSubscriber::new`], calling `invoke` while it waits for the media driver (a
+    /// driver that the calling thread runs in its duty cycle).
+    pub fn new_invoking(
+        aeron: &Aeron,
+        config: SubscriberConfig,
+        invoke: &dyn Fn(),
+    ) -> Result<FeedSubscriber, RuntimeError> {
         let channel = &config.channels.subscription;
-        let incremental = Receiver::new(aeron, channel, STREAM_ID_INCREMENTAL)?;
-        let retransmit = Receiver::new(aeron, channel, STREAM_ID_RETRANSMIT)?;
-        let snapshot = Receiver::new(aeron, channel, STREAM_ID_SNAPSHOT)?;
-        let requests = add_publication(aeron, &config.channels.request, STREAM_ID_REQUEST)?;
+        let incremental = Receiver::new(aeron, channel, STREAM_ID_INCREMENTAL, invoke)?;
+        let retransmit = Receiver::new(aeron, channel, STREAM_ID_RETRANSMIT, invoke)?;
+        let snapshot = Receiver::new(aeron, channel, STREAM_ID_SNAPSHOT, invoke)?;
+        let requests = add_publication(aeron, &config.channels.request, STREAM_ID_REQUEST, invoke)?;
         let (core, state) = if config.late_join {
             (
                 Subscriber::late_joiner(config.book),

@@ -163,20 +163,45 @@ fn c_string(channel: &str) -> CString {
     channel.to_string().into_c_string()
 }
 
-/// Adds an exclusive publication and waits (bounded) until the driver has it.
-pub(crate) fn add_publication(
+/// Adds an exclusive publication and waits (bounded) until the driver has it, calling
+/// `invoke` meanwhile (the duty cycle of a media driver that the calling thread runs, see
+/// `EmbeddedDriver::launch_invoked`; or nothing).
+pub fn add_publication(
     aeron: &Aeron,
     channel: &str,
     stream_id: i32,
+    invoke: &dyn Fn(),
 ) -> Result<AeronExclusivePublication, RuntimeError> {
     let adding = aeron
         .async_add_exclusive_publication(&c_string(channel), stream_id)
         .map_err(aeron_error)?;
-    await_added(|| adding.poll())
+    await_added(|| adding.poll(), invoke)
 }
+
+/// Adds a subscription and waits (bounded) until the driver has it, calling `invoke` meanwhile.
+pub fn add_subscription(
+    aeron: &Aeron,
+    channel: &str,
+    stream_id: i32,
+    invoke: &dyn Fn(),
+) -> Result<AeronSubscription, RuntimeError> {
+    let adding = aeron
+        .async_add_subscription(
+            &c_string(channel),
+            stream_id,
+            Handlers::NONE,
+            Handlers::NONE,
+        )
+        .map_err(aeron_error)?;
+    await_added(|| adding.poll(), invoke)
+}
+
+/// For callers whose media driver has its own thread (or is another process).
+pub fn no_invoke() {}
 
 fn await_added<T>(
     mut poll: impl FnMut() -> Result<Option<T>, AeronCError>,
+    invoke: &dyn Fn(),
 ) -> Result<T, RuntimeError> {
     let deadline = std::time::Instant::now() + CONNECT_TIMEOUT;
     loop {
@@ -188,6 +213,7 @@ fn await_added<T>(
                 "the media driver did not answer within {CONNECT_TIMEOUT:?}"
             )));
         }
+        invoke();
         std::thread::sleep(Duration::from_micros(200));
     }
 }
@@ -257,16 +283,13 @@ pub(crate) struct Receiver {
 }
 
 impl Receiver {
-    pub(crate) fn new(aeron: &Aeron, channel: &str, stream_id: i32) -> Result<Self, RuntimeError> {
-        let adding = aeron
-            .async_add_subscription(
-                &c_string(channel),
-                stream_id,
-                Handlers::NONE,
-                Handlers::NONE,
-            )
-            .map_err(aeron_error)?;
-        let subscription = await_added(|| adding.poll())?;
+    pub(crate) fn new(
+        aeron: &Aeron,
+        channel: &str,
+        stream_id: i32,
+        invoke: &dyn Fn(),
+    ) -> Result<Self, RuntimeError> {
+        let subscription = add_subscription(aeron, channel, stream_id, invoke)?;
         let inbox = Inbox {
             bytes: Vec::with_capacity(INBOX_BYTES_MAX),
             ends: Vec::with_capacity(INBOX_FRAMES_MAX),

@@ -93,6 +93,8 @@ pub struct PublisherStats {
     pub frames: u64,
     /// Frames that Aeron took.
     pub frames_sent: u64,
+    /// Bytes of the frames journaled and offered.
+    pub frame_bytes: u64,
     /// Frames dropped after the bounded retries (back-pressure).
     pub frames_back_pressured: u64,
     /// Frames not sent because no subscriber was connected.
@@ -162,6 +164,7 @@ impl Output {
             return;
         }
         self.stats.frames += 1;
+        self.stats.frame_bytes += frame.len() as u64;
         self.last_send = Instant::now();
         match offer_bounded(&self.publication, frame, self.offer_retries_max) {
             Offered::Sent => self.stats.frames_sent += 1,
@@ -218,6 +221,16 @@ impl FeedPublisher {
     /// feed journal; if it already holds frames (a restart replaying the log), frames it holds
     /// are neither journaled nor published again.
     pub fn new(aeron: &Aeron, config: PublisherConfig) -> Result<FeedPublisher, RuntimeError> {
+        Self::new_invoking(aeron, config, &super::no_invoke)
+    }
+
+    /// As [`FeedPublisher::new`], calling `invoke` while it waits for the media driver (a
+    /// driver that the calling thread runs in its duty cycle).
+    pub fn new_invoking(
+        aeron: &Aeron,
+        config: PublisherConfig,
+        invoke: &dyn Fn(),
+    ) -> Result<FeedPublisher, RuntimeError> {
         let matcher = Matcher::new(config.matcher)
             .map_err(|error| RuntimeError::Config(format!("matcher: {error}")))?;
         let packer = FramePacker::new(config.session, config.frame_len_max)
@@ -227,10 +240,10 @@ impl FeedPublisher {
         let journal = Journal::open(config.journal.clone())?;
         let reader = Reader::open(&config.journal.dir)?;
         let channel = &config.channels.publication;
-        let publication = add_publication(aeron, channel, STREAM_ID_INCREMENTAL)?;
-        let retransmit = add_publication(aeron, channel, STREAM_ID_RETRANSMIT)?;
-        let snapshot = add_publication(aeron, channel, STREAM_ID_SNAPSHOT)?;
-        let requests = Receiver::new(aeron, &config.channels.request, STREAM_ID_REQUEST)?;
+        let publication = add_publication(aeron, channel, STREAM_ID_INCREMENTAL, invoke)?;
+        let retransmit = add_publication(aeron, channel, STREAM_ID_RETRANSMIT, invoke)?;
+        let snapshot = add_publication(aeron, channel, STREAM_ID_SNAPSHOT, invoke)?;
+        let requests = Receiver::new(aeron, &config.channels.request, STREAM_ID_REQUEST, invoke)?;
         Ok(FeedPublisher {
             encoder: FeedEncoder::new(FeedConfig::from(&config.matcher)),
             matcher,
