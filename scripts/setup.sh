@@ -6,6 +6,8 @@
 #      libclang1-14 libclang-common-14-dev libbsd-dev uuid-dev
 #  - cmake >= 3.30 (Debian 12 ships 3.25, too old for Aeron 1.54): installed from PyPI into a
 #    project-local virtual environment at .tools/venv; the Makefile puts .tools/venv/bin on PATH.
+#  - simplefix (PyPI) into the same virtual environment: the third-party FIX codec of the
+#    interoperability client gateway/tests/interop/simplefix_client.py (gateway/tests/interop.rs).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -48,4 +50,11 @@ if ! cmake_ok "$venv/bin/cmake"; then
   python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
   "$venv/bin/pip" install -q --disable-pip-version-check "cmake>=$cmake_min" || die "pip install cmake failed"
   cmake_ok "$venv/bin/cmake" || die "cmake in $venv is still older than $cmake_min"
+fi
+
+if ! "$venv/bin/python3" -c "import simplefix" >/dev/null 2>&1; then
+  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+  say "installing simplefix into $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "simplefix>=1.0.17,<2" || die "pip install simplefix failed"
+  "$venv/bin/python3" -c "import simplefix" >/dev/null 2>&1 || die "simplefix is still not importable from $venv"
 fi

@@ -90,6 +90,8 @@ enum Origin {
 }
 
 const GENERATION_PREFIX: &str = "generation-";
+/// Generation numbers are written with ten digits.
+const GENERATION_MAX: u64 = 9_999_999_999;
 const LOCK_FILE_NAME: &str = "store.lock";
 
 /// Configuration of a [`FileStore`].
@@ -373,6 +375,9 @@ impl FileStore {
     /// window and deletes the previous generation. Any failure is sticky.
     fn switch_generation(&mut self, snapshot: Sequences, origin: Origin) -> Result<(), StoreError> {
         let generation = self.generation + 1;
+        if generation > GENERATION_MAX {
+            return Err(self.fail(format!("generation {generation} exceeds {GENERATION_MAX}")));
+        }
         let result = start_generation(&self.config, generation, snapshot, origin, &self.window);
         let journal = result.map_err(|error| self.fail(error.to_string()))?;
         let previous = self.generation_dir();
