@@ -248,3 +248,144 @@ fn books_rebuilt_over_aeron_equal_the_publishers_matcher() {
     assert!(subscribers.full.core().counters().checksums_verified > 0);
     assert_eq!(stats.frames_failed, 0);
 }
+
+/// A leader failover, as the feed sees it: two publishers apply the same committed log, the
+/// old leader's publishing and the new leader's standing by (journaling only), on the same
+/// multicast group (each replica its own media driver). The old one dies between two flushes,
+/// so its last messages never leave it; the standby takes over; the subscriber applies every
+/// feed sequence exactly once, in order (what the old one did not send comes from the new one's
+/// journal by retransmission), and ends with the new leader's books. Ports 46410..46411.
+#[test]
+fn a_standby_publisher_takes_over_with_no_gap_and_no_duplicate() {
+    let commands = env_u64("MARKETDATA_FAILOVER_COMMANDS", 40_000);
+    let seed = env_u64("MARKETDATA_AERON_SEED", 0xAE50_1234);
+    let group = "aeron:udp?endpoint=224.0.1.1:46410|interface=127.0.0.1";
+    let requests = "aeron:udp?endpoint=224.0.1.1:46411|interface=127.0.0.1";
+    let channels = PublisherChannels {
+        publication: format!("{group}|mtu=1408"),
+        request: requests.to_string(),
+    };
+    let driver_old = EmbeddedDriver::launch(&unique_dir("md-failover-old")).expect("driver");
+    let driver_new = EmbeddedDriver::launch(&unique_dir("md-failover-new")).expect("driver");
+    let driver_subscriber = EmbeddedDriver::launch(&unique_dir("md-failover-sub")).expect("driver");
+    let journal_old = tempfile::tempdir().expect("temporary directory");
+    let journal_new = tempfile::tempdir().expect("temporary directory");
+    let config = |dir: &std::path::Path, active: bool| {
+        let mut config = PublisherConfig::new(matcher_config(), SESSION, dir, channels.clone());
+        config.checksum_interval = 250;
+        config.heartbeat_interval = Duration::from_millis(20);
+        config.journal.segment_size = 4 << 20;
+        config.journal.pretouch = false;
+        config.active = active;
+        config
+    };
+    let aeron_old = connect(driver_old.dir()).expect("client");
+    let mut old =
+        Some(FeedPublisher::new(&aeron_old, config(journal_old.path(), true)).expect("publisher"));
+    let aeron_new = connect(driver_new.dir()).expect("client");
+    let mut new =
+        FeedPublisher::new(&aeron_new, config(journal_new.path(), false)).expect("publisher");
+    let aeron_subscriber = connect(driver_subscriber.dir()).expect("client");
+    let mut subscriber_config = subscriber_config(0, false, None);
+    subscriber_config.channels = SubscriberChannels {
+        subscription: group.to_string(),
+        request: requests.to_string(),
+    };
+    let mut subscriber =
+        FeedSubscriber::new(&aeron_subscriber, subscriber_config).expect("subscriber");
+    let deadline = Instant::now() + CATCH_UP_TIMEOUT;
+    while !subscriber.is_connected() {
+        assert!(Instant::now() < deadline, "subscriber never connected");
+        let now = Instant::now();
+        if let Some(old) = old.as_mut() {
+            old.do_work(now).expect("publisher");
+        }
+        new.do_work(now).expect("publisher");
+        subscriber.poll(now, &mut |_, _| {}).expect("subscriber");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    // Every applied message is the next sequence: no gap, no duplicate.
+    let mut applied_last = 0u64;
+    let mut out_of_order = 0u64;
+    let mut check = |sequence: u64, _: &[u8]| {
+        if sequence != applied_last + 1 {
+            out_of_order += 1;
+        }
+        applied_last = sequence;
+    };
+    let mut generator = Generator::new(seed);
+    let fail_at = commands / 2 + 7;
+    assert_ne!(
+        fail_at % BATCH_COMMANDS,
+        0,
+        "the old leader dies between flushes"
+    );
+    let mut sent_by_old = 0;
+    for index in 0..commands {
+        let sequence = index + 1;
+        let timestamp_ns = TIMESTAMP_BASE_NS + sequence * 1_000;
+        let command = generator.next(index, commands, new.matcher());
+        let record = command.encode();
+        if let Some(old) = old.as_mut() {
+            old.on_record(sequence, timestamp_ns, &record)
+                .expect("publishes");
+        }
+        new.on_record(sequence, timestamp_ns, &record)
+            .expect("journals");
+        generator.observe(new.events());
+        if sequence == fail_at {
+            // The old leader dies with messages in its packer: they were never sent.
+            let dead = old.take().expect("alive");
+            sent_by_old = dead.stats().frames_sent;
+            drop(dead);
+            new.set_active(true).expect("takes over");
+        }
+        if sequence % BATCH_COMMANDS == 0 {
+            let now = Instant::now();
+            if let Some(old) = old.as_mut() {
+                old.flush().expect("flush");
+                old.do_work(now).expect("publisher");
+            }
+            new.flush().expect("flush");
+            new.do_work(now).expect("publisher");
+            subscriber
+                .poll(now, &mut check)
+                .expect("subscriber follows");
+        }
+    }
+    new.flush().expect("flush");
+    let target = new.sequence_next();
+    let deadline = Instant::now() + CATCH_UP_TIMEOUT;
+    let mut idle = IdleBackoff::default();
+    while subscriber.sequence_next() != Some(target) {
+        assert!(
+            Instant::now() < deadline,
+            "the subscriber did not reach {target}: {:?} {:?}",
+            subscriber.sequence_next(),
+            subscriber.stats()
+        );
+        let now = Instant::now();
+        let work = new.do_work(now).expect("publisher")
+            + subscriber
+                .poll(now, &mut check)
+                .expect("subscriber follows");
+        idle.idle(work);
+    }
+    assert_same_books(
+        new.matcher(),
+        new.encoder(),
+        subscriber.book(),
+        "after the failover",
+    );
+    let stats = new.stats();
+    eprintln!("old leader sent {sent_by_old} frames; new leader: {stats:?}");
+    eprintln!("subscriber: {:?}", subscriber.stats());
+    assert_eq!(out_of_order, 0, "every sequence applied once, in order");
+    assert_eq!(applied_last, target - 1);
+    assert!(sent_by_old > 0 && stats.frames_standby > 0);
+    assert!(
+        stats.retransmit_frames > 0,
+        "the old leader's unsent messages came from the new leader's journal"
+    );
+}

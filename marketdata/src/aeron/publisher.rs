@@ -56,6 +56,11 @@ pub struct PublisherConfig {
     /// Offers retried on back-pressure before a frame is dropped (subscribers recover it by
     /// retransmission).
     pub offer_retries_max: u32,
+    /// Publish (true), or stand by (false): apply, encode and journal every command but send
+    /// nothing and answer no request, until [`FeedPublisher::set_active`]. A standby replica's
+    /// publisher takes over after a failover with no gap (its journal serves what the old
+    /// publisher did not send) and no duplicate (subscribers apply each sequence once).
+    pub active: bool,
 }
 
 impl PublisherConfig {
@@ -76,6 +81,7 @@ impl PublisherConfig {
             channels,
             heartbeat_interval: Duration::from_millis(100),
             offer_retries_max: 64,
+            active: true,
         }
     }
 }
@@ -103,6 +109,8 @@ pub struct PublisherStats {
     pub frames_failed: u64,
     /// Frames already in the journal (a restarted publisher replaying the log).
     pub frames_replayed: u64,
+    /// Frames journaled but not sent while standing by.
+    pub frames_standby: u64,
     /// Heartbeats sent.
     pub heartbeats: u64,
     /// Requests received.
@@ -132,6 +140,7 @@ struct Output {
     stats: PublisherStats,
     error: Option<journal::JournalError>,
     last_send: Instant,
+    active: bool,
 }
 
 impl Output {
@@ -165,6 +174,10 @@ impl Output {
         }
         self.stats.frames += 1;
         self.stats.frame_bytes += frame.len() as u64;
+        if !self.active {
+            self.stats.frames_standby += 1;
+            return;
+        }
         self.last_send = Instant::now();
         match offer_bounded(&self.publication, frame, self.offer_retries_max) {
             Offered::Sent => self.stats.frames_sent += 1,
@@ -257,6 +270,7 @@ impl FeedPublisher {
                 stats: PublisherStats::default(),
                 error: None,
                 last_send: Instant::now(),
+                active: config.active,
             },
             service: Service {
                 session: config.session,
@@ -346,6 +360,15 @@ impl FeedPublisher {
             self.flush()?;
             work += 1;
         }
+        if !self.output.active {
+            // Requests are for the active publisher; read and forget them.
+            work += self
+                .service
+                .requests
+                .poll(REQUEST_FRAGMENTS_PER_CYCLE_MAX)?;
+            self.service.requests.drain(|_| {});
+            return Ok(work);
+        }
         if now.saturating_duration_since(self.output.last_send) >= self.heartbeat_interval {
             let heartbeat = self.packer.heartbeat(self.encoder.sequence_next());
             // A heartbeat is advisory: one lost is replaced by the next.
@@ -387,6 +410,29 @@ impl FeedPublisher {
     /// Running figures.
     pub fn stats(&self) -> PublisherStats {
         self.output.stats
+    }
+
+    /// Starts (true) or stops (false) publishing; see [`PublisherConfig::active`]. On
+    /// activation the frame being built is flushed and a heartbeat announces the next feed
+    /// sequence at once, so subscribers ask for whatever the previous publisher did not send.
+    pub fn set_active(&mut self, active: bool) -> Result<(), RuntimeError> {
+        if active == self.output.active {
+            return Ok(());
+        }
+        self.flush()?;
+        self.output.active = active;
+        if active {
+            let heartbeat = self.packer.heartbeat(self.encoder.sequence_next());
+            let _ = offer_bounded(&self.output.publication, &heartbeat, 0);
+            self.output.stats.heartbeats += 1;
+            self.output.last_send = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Whether it publishes.
+    pub fn is_active(&self) -> bool {
+        self.output.active
     }
 
     /// Whether a subscriber is connected to the incremental stream.
