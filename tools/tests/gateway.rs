@@ -467,3 +467,79 @@ fn fix_orders_cross_through_the_cluster_and_a_leader_kill_is_invisible() {
         .collect();
     tools::chaos::stop_and_verify(nodes, &dirs).unwrap_or_else(|e| panic!("{e:#}"));
 }
+
+/// The third-party interoperability client (`gateway/tests/interop/simplefix_client.py`, on
+/// PyPI's simplefix codec, which checks BodyLength, CheckSum, MsgSeqNum continuity and each
+/// version's required tags itself) against the real gateway process and cluster, in FIX 4.4 and
+/// FIX 4.2.
+#[test]
+fn a_third_party_fix_client_trades_through_the_gateway_and_the_cluster() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let python = root.join(".tools/venv/bin/python3");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup.sh (it installs simplefix there)",
+        python.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_base_port(3).unwrap();
+    let configs: Vec<PathBuf> = write_local_cluster(
+        dir.path(),
+        3,
+        base,
+        "status_interval_ms = 100",
+        "driver_idle = \"backoff\"",
+    )
+    .unwrap();
+    let nodes: Vec<NodeChild> = configs
+        .iter()
+        .map(|c| NodeChild::spawn(Path::new(EXCHANGE), c, false).unwrap())
+        .collect();
+    let ingress = NodeConfig::load(&configs[0]).unwrap().ingress;
+    let gateway_config = dir.path().join("gateway.toml");
+    let port =
+        tools::gateway_cmd::write_local_gateway(&gateway_config, &ingress, 78, None).unwrap();
+    let (mut gateway, lines) = spawn_gateway(&gateway_config);
+    let started = lines
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the gateway's start line");
+    assert!(started.starts_with("gateway: FIX on"), "{started}");
+    for (sender, version) in [("CLIENT1", "FIX.4.4"), ("CLIENT3", "FIX.4.2")] {
+        let mut child = Command::new(&python)
+            .arg(root.join("gateway/tests/interop/simplefix_client.py"))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--sender", sender, "--target", "EXCH", "--version", version])
+            .args(["--symbol", "DEMO", "--heartbeat", "30", "--timeout", "10"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{sender}: the simplefix client did not finish in time");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            status.success(),
+            "{sender} ({version}): {status}\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(gateway.id() as libc::pid_t, libc::SIGINT);
+    }
+    assert!(gateway.wait().unwrap().success());
+    let dirs: Vec<PathBuf> = (0..3)
+        .map(|id| dir.path().join(format!("journal-{id}")))
+        .collect();
+    tools::chaos::stop_and_verify(nodes, &dirs).unwrap_or_else(|e| panic!("{e:#}"));
+}
