@@ -101,7 +101,7 @@ fn aeron_rs_example_follows_the_feed_through_our_driver() {
                         notional_max: 0,
                     })
                 } else {
-                    let buy = sequence % 2 == 0;
+                    let buy = sequence.is_multiple_of(2);
                     MatcherCommand::NewOrder(NewOrder {
                         instrument_id: 1,
                         account_id: 1,
