@@ -14,7 +14,8 @@
 //! Feed latency: from the command's scheduled hand-off to the publisher to the moment its
 //! first ITCH message has been applied to the subscriber's books. Raw latency: from the same
 //! scheduled time to the raw message's arrival. Both idle with [`IdleBackoff`] (spin, yield,
-//! then park at most 20 µs). A warm-up is excluded. Prints a Markdown table with the ratio.
+//! then park at most 20 µs; or spin and yield only, see [`idle`]). A warm-up is excluded.
+//! Prints a Markdown table with the ratio.
 //!
 //! `cargo bench -p marketdata --bench latency` runs 10 s at 20,000 commands/s;
 //! `MARKETDATA_LATENCY_RATE` and `MARKETDATA_LATENCY_SECONDS` change it. Without `--bench`
@@ -155,8 +156,14 @@ fn commands(count: u64) -> Vec<CommandRecord> {
     records
 }
 
+/// The idle strategy of both threads: `MARKETDATA_LATENCY_IDLE=yield` spins then yields, never
+/// parks (two threads for two cores); the default, `backoff`, parks 1 µs to 20 µs after 20 spins
+/// and 50 yields (a park of a few µs takes tens of µs on Linux: timer slack).
 fn idle() -> IdleBackoff {
-    IdleBackoff::new(20, 50, 1_000, 20_000)
+    match std::env::var("MARKETDATA_LATENCY_IDLE").as_deref() {
+        Ok("yield") => IdleBackoff::new(20, u32::MAX - 20, 1_000, 1_000),
+        _ => IdleBackoff::new(20, 50, 1_000, 20_000),
+    }
 }
 
 fn nanos_since(epoch: Instant, at: Instant) -> u64 {
