@@ -28,6 +28,7 @@ bench: setup
 	$(CARGO) bench -p benches
 	$(CARGO) bench -p tools --bench failover
 	$(CARGO) bench -p marketdata --bench feed
+	$(CARGO) bench -p marketdata --bench latency
 
 fmt:
 	$(CARGO) fmt --all
