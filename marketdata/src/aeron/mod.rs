@@ -20,7 +20,8 @@ mod publisher;
 pub use feed_subscriber::{FeedSubscriber, LossInjection, SubscriberConfig, SubscriberStats};
 pub use publisher::{
     run_publisher, CommittedCommand, CommittedSource, FeedPublisher, PublisherConfig,
-    PublisherStats,
+    PublisherStats, COMMANDS_PER_CYCLE_MAX, EVENTS_PER_COMMAND_EXPECTED, RECORD_TYPE_FEED_FRAME,
+    REQUESTS_PENDING_MAX, REQUEST_FRAGMENTS_PER_CYCLE_MAX, SERVICE_FRAMES_PER_CYCLE_MAX,
 };
 
 use std::ffi::CString;
