@@ -389,3 +389,120 @@ fn a_standby_publisher_takes_over_with_no_gap_and_no_duplicate() {
         "the old leader's unsent messages came from the new leader's journal"
     );
 }
+
+/// Committed commands from a list, then stop once the test says so.
+struct ListSource {
+    records: Vec<(u64, matcher::CommandRecord)>,
+    next: usize,
+}
+
+impl marketdata::aeron::CommittedSource for ListSource {
+    fn poll(
+        &mut self,
+        limit: usize,
+        deliver: &mut dyn FnMut(marketdata::aeron::CommittedCommand<'_>),
+    ) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
+        let end = (self.next + limit).min(self.records.len());
+        for (sequence, record) in &self.records[self.next..end] {
+            deliver(marketdata::aeron::CommittedCommand {
+                sequence: *sequence,
+                timestamp_ns: TIMESTAMP_BASE_NS + sequence * 1_000,
+                client_id: 1,
+                client_sequence: *sequence,
+                command: record.as_bytes(),
+            });
+        }
+        let delivered = end - self.next;
+        self.next = end;
+        Ok(delivered)
+    }
+}
+
+/// `run_publisher`, the loop `md publish` will run, on its own thread with its own embedded
+/// driver, fed from a source whose log skips sequences (as a log with non-command records
+/// does); a subscriber ends with the books of a matcher that applied the same log here, and at
+/// the feed sequence an encoder given the same log reaches (the feed is a function of the log).
+/// Ports 46020..46022.
+#[test]
+fn run_publisher_publishes_a_source() {
+    let commands = 20_000u64;
+    let mut generator = Generator::new(7);
+    let mut matcher = matcher::Matcher::new(matcher_config()).expect("matcher");
+    let mut encoder = marketdata::FeedEncoder::new(marketdata::FeedConfig::from(&matcher_config()));
+    let mut events = Vec::new();
+    let mut records = Vec::new();
+    for index in 0..commands {
+        // Every tenth log sequence is not a command.
+        let sequence = index + 1 + index / 9;
+        let record = generator.next(index, commands, &matcher).encode();
+        let previous = matcher.sequence_last();
+        events.clear();
+        matcher.apply(
+            sequence,
+            TIMESTAMP_BASE_NS + sequence * 1_000,
+            &record,
+            &mut events,
+        );
+        generator.observe(&events);
+        encoder
+            .encode_command(sequence, 0, &record, &events, &mut |_: u64, _: &[u8]| {})
+            .expect("encodes");
+        if sequence / 250 > previous / 250 {
+            encoder
+                .encode_checksum(0, &matcher, &mut |_: u64, _: &[u8]| {})
+                .expect("checksum");
+        }
+        records.push((sequence, record));
+    }
+    let target = encoder.sequence_next();
+
+    let journal_dir = tempfile::tempdir().expect("temporary directory");
+    let mut config = PublisherConfig::new(
+        matcher_config(),
+        SESSION,
+        journal_dir.path(),
+        PublisherChannels::mdc("127.0.0.1:46020", "127.0.0.1:46021"),
+    );
+    config.checksum_interval = 250;
+    config.journal.segment_size = 4 << 20;
+    config.journal.pretouch = false;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let publisher = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut source = ListSource { records, next: 0 };
+            marketdata::aeron::run_publisher(config, None, &mut source, &stop)
+        })
+    };
+
+    let driver = EmbeddedDriver::launch(&unique_dir("md-test-run")).expect("driver");
+    let aeron = connect(driver.dir()).expect("client");
+    let mut subscriber_config = subscriber_config(0, false, None);
+    subscriber_config.channels =
+        SubscriberChannels::mdc("127.0.0.1:46022", "127.0.0.1:46020", "127.0.0.1:46021");
+    // The publisher's thread may need a moment to add its publications.
+    let deadline = Instant::now() + CATCH_UP_TIMEOUT;
+    let mut subscriber = FeedSubscriber::new(&aeron, subscriber_config).expect("subscriber");
+    let mut idle = IdleBackoff::default();
+    while subscriber.sequence_next() != Some(target) {
+        assert!(
+            Instant::now() < deadline,
+            "the subscriber did not reach {target}: {:?} {:?}",
+            subscriber.sequence_next(),
+            subscriber.stats()
+        );
+        let work = subscriber
+            .poll(Instant::now(), &mut |_, _| {})
+            .expect("subscriber follows");
+        idle.idle(work);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let stats = publisher
+        .join()
+        .expect("publisher thread")
+        .expect("run_publisher");
+    assert_eq!(stats.commands, commands);
+    assert_eq!(stats.messages, target - 1);
+    assert_same_books(&matcher, &encoder, subscriber.book(), "run_publisher");
+    assert!(subscriber.core().counters().checksums_verified > 0);
+}
