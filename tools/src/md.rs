@@ -40,7 +40,9 @@ pub enum MdCommand {
         top: usize,
     },
     /// Writes every ITCH message received, in feed order, to FILE in the standard ITCH binary
-    /// file layout (each message preceded by its 2-byte big-endian length).
+    /// file layout (each message preceded by its 2-byte big-endian length). The file starts at
+    /// the feed's first message (fetched from the journal if need be); with --late-join, at the
+    /// first message after the snapshot (whose orders are not in the file).
     Record {
         #[command(flatten)]
         feed: FeedOptions,
