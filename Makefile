@@ -27,6 +27,8 @@ lint: setup
 bench: setup
 	$(CARGO) bench -p benches
 	$(CARGO) bench -p tools --bench failover
+	$(CARGO) bench -p tools --bench gateway
+	$(CARGO) bench -p gateway --bench codec --features fefix-baseline
 	$(CARGO) bench -p marketdata --bench feed
 	$(CARGO) bench -p marketdata --bench latency
 

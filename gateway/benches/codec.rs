@@ -10,7 +10,8 @@
 //! gives the median of the rounds' rates and, from HdrHistogram, percentiles of the time of one
 //! batch of `BATCH` messages. Figures depend on the machine and its load. Without the `--bench`
 //! argument, as `cargo test --all-targets` runs it, it does a short smoke run whose figures mean
-//! nothing.
+//! nothing. It needs the `fefix-baseline` feature (`cargo bench -p gateway --bench codec
+//! --features fefix-baseline`; `make bench`), so `make test` does not build fefix.
 
 use fefix::tagvalue::{Config, Decoder, FieldAccess};
 use fefix::Dictionary;
