@@ -2,6 +2,7 @@
 //! requested from the retransmission service, a late joiner (or a subscriber that lost its
 //! place) loads a snapshot first.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use rusteron_client::{Aeron, AeronExclusivePublication};
@@ -14,7 +15,13 @@ use crate::book::{Book, BookConfig, LevelView};
 use crate::frame::{FrameView, SESSION_LEN};
 use crate::itch::BuySell;
 use crate::request::Request;
-use crate::subscriber::{Subscriber, SubscriberError};
+use crate::subscriber::{FrameOutcome, Subscriber, SubscriberError};
+
+/// Bytes of frames kept while a gap is open (frames that arrive beyond it); beyond it they are
+/// dropped and fetched again with the gap.
+pub const PENDING_BYTES_MAX: usize = 1 << 20;
+/// Frames kept while a gap is open.
+pub const PENDING_FRAMES_MAX: usize = 1024;
 
 /// Drops incremental frames on receipt, deterministically by seed: for tests of gap recovery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +86,10 @@ pub struct SubscriberStats {
     pub frames_ignored: u64,
     /// Frames dropped because an inbox was full.
     pub frames_dropped_inbox: u64,
+    /// Frames that arrived beyond a gap and were kept until it was filled.
+    pub frames_kept: u64,
+    /// Frames beyond a gap that did not fit [`PENDING_BYTES_MAX`] / [`PENDING_FRAMES_MAX`].
+    pub frames_not_kept: u64,
     /// Retransmission requests sent.
     pub retransmit_requests: u64,
     /// Snapshot requests sent.
@@ -117,6 +128,7 @@ pub struct FeedSubscriber {
     snapshot: Receiver,
     requests: AeronExclusivePublication,
     state: SnapshotState,
+    pending: Pending,
     /// The end of the last retransmission asked for, and when.
     gap_request: Option<(u64, Instant)>,
     request_retry: Duration,
@@ -161,6 +173,10 @@ impl FeedSubscriber {
             snapshot,
             requests,
             state,
+            pending: Pending {
+                bytes: Vec::with_capacity(PENDING_BYTES_MAX),
+                frames: VecDeque::with_capacity(PENDING_FRAMES_MAX),
+            },
             gap_request: None,
             request_retry: config.request_retry,
             fragment_limit: config.fragment_limit.max(1),
@@ -199,6 +215,7 @@ impl FeedSubscriber {
             retransmit,
             snapshot,
             state,
+            pending,
             loss,
             stats,
             ..
@@ -213,7 +230,11 @@ impl FeedSubscriber {
         retransmit.drain(|bytes| {
             if failure.is_none() {
                 stats.frames_retransmit += 1;
-                failure = apply_frame(core, stats, bytes, on_message).err();
+                match apply_frame(core, stats, bytes, on_message) {
+                    Ok(true) => pending.keep(bytes, stats),
+                    Ok(false) => {}
+                    Err(error) => failure = Some(error),
+                }
             }
         });
         incremental.drain(|bytes| {
@@ -225,10 +246,18 @@ impl FeedSubscriber {
             }
             if failure.is_none() {
                 stats.frames_incremental += 1;
-                failure = apply_frame(core, stats, bytes, on_message).err();
+                match apply_frame(core, stats, bytes, on_message) {
+                    Ok(true) => pending.keep(bytes, stats),
+                    Ok(false) => {}
+                    Err(error) => failure = Some(error),
+                }
             }
         });
+        if failure.is_none() {
+            failure = pending.apply(core, stats, on_message).err();
+        }
         if let Some(error) = failure {
+            self.pending.clear();
             self.stats.resyncs += 1;
             self.state = SnapshotState::Wanted { requested_at: None };
             self.gap_request = None;
@@ -265,6 +294,11 @@ impl FeedSubscriber {
                     self.gap_request = None;
                     return 0;
                 };
+                // Only the hole before the frames kept: they need not be sent again.
+                let gap = match self.pending.first() {
+                    Some(first) if first > gap.start => gap.start..first.min(gap.end),
+                    _ => gap,
+                };
                 let due = match self.gap_request {
                     None => true,
                     Some((to, at)) => {
@@ -293,6 +327,7 @@ impl FeedSubscriber {
 
     /// Asks for a snapshot (to start over from the publisher's books).
     pub fn request_snapshot(&mut self) {
+        self.pending.clear();
         self.state = SnapshotState::Wanted { requested_at: None };
     }
 
@@ -335,25 +370,95 @@ fn next_random(state: &mut u64) -> u64 {
     state.wrapping_mul(0x2545_F491_4F6C_DD1D)
 }
 
+/// Frames that arrived beyond a gap, in arrival order, kept (bounded) until the gap is filled,
+/// so that a retransmission covers only what was lost. Their bytes are in one buffer, reset
+/// whenever no frame is kept.
+struct Pending {
+    bytes: Vec<u8>,
+    /// (first sequence, end sequence, offset, length) of each frame kept.
+    frames: VecDeque<(u64, u64, usize, usize)>,
+}
+
+impl Pending {
+    fn keep(&mut self, bytes: &[u8], stats: &mut SubscriberStats) {
+        let Ok(view) = FrameView::parse(bytes) else {
+            return;
+        };
+        if self.frames.len() >= PENDING_FRAMES_MAX
+            || self.bytes.len() + bytes.len() > PENDING_BYTES_MAX
+        {
+            stats.frames_not_kept += 1;
+            return;
+        }
+        stats.frames_kept += 1;
+        self.frames.push_back((
+            view.sequence_first,
+            view.sequence_end(),
+            self.bytes.len(),
+            bytes.len(),
+        ));
+        self.bytes.extend_from_slice(bytes);
+    }
+
+    /// The first sequence of the oldest frame kept.
+    fn first(&self) -> Option<u64> {
+        self.frames.front().map(|&(first, ..)| first)
+    }
+
+    /// Applies the frames kept that now continue the feed; forgets those already applied.
+    fn apply(
+        &mut self,
+        core: &mut Subscriber,
+        stats: &mut SubscriberStats,
+        on_message: &mut dyn FnMut(u64, &[u8]),
+    ) -> Result<(), SubscriberError> {
+        while let Some(&(first, end, offset, len)) = self.frames.front() {
+            let Some(next) = core.sequence_next() else {
+                self.clear();
+                return Ok(());
+            };
+            if first > next {
+                break;
+            }
+            if end > next {
+                let gap = apply_frame(core, stats, &self.bytes[offset..offset + len], on_message)?;
+                debug_assert!(!gap, "a frame that starts at or before the next sequence");
+            }
+            self.frames.pop_front();
+        }
+        if self.frames.is_empty() {
+            self.bytes.clear();
+        }
+        Ok(())
+    }
+
+    fn clear(&mut self) {
+        self.frames.clear();
+        self.bytes.clear();
+    }
+}
+
 /// Applies one live or retransmitted frame and passes the messages it applied to `on_message`.
-/// Frames that do not parse, or of another session, are counted and ignored.
+/// Frames that do not parse, or of another session, are counted and ignored. Returns whether
+/// the frame starts beyond a gap (nothing applied: keep it for later).
 fn apply_frame(
     core: &mut Subscriber,
     stats: &mut SubscriberStats,
     bytes: &[u8],
     on_message: &mut dyn FnMut(u64, &[u8]),
-) -> Result<(), SubscriberError> {
+) -> Result<bool, SubscriberError> {
     let before = core.sequence_next();
     match core.on_frame(bytes) {
+        Ok(FrameOutcome::Gap { .. }) => return Ok(true),
         Ok(_) => {}
         Err(SubscriberError::Frame(_) | SubscriberError::Session { .. }) => {
             stats.frames_ignored += 1;
-            return Ok(());
+            return Ok(false);
         }
         Err(error) => return Err(error),
     }
     let (Some(before), Some(after)) = (before, core.sequence_next()) else {
-        return Ok(());
+        return Ok(false);
     };
     if after > before {
         // The frame parsed in on_frame.
@@ -365,7 +470,7 @@ fn apply_frame(
             }
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Feeds one snapshot-stream frame to the core when a snapshot is wanted or loading. A frame
