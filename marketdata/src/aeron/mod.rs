@@ -17,7 +17,10 @@
 mod feed_subscriber;
 mod publisher;
 
-pub use feed_subscriber::{FeedSubscriber, LossInjection, SubscriberConfig, SubscriberStats};
+pub use feed_subscriber::{
+    FeedSubscriber, LossInjection, SubscriberConfig, SubscriberStats, PENDING_BYTES_MAX,
+    PENDING_FRAMES_MAX,
+};
 pub use publisher::{
     run_publisher, CommittedCommand, CommittedSource, FeedPublisher, PublisherConfig,
     PublisherStats, COMMANDS_PER_CYCLE_MAX, EVENTS_PER_COMMAND_EXPECTED, RECORD_TYPE_FEED_FRAME,
