@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod demo;
 pub mod gateway_cmd;
 pub mod learn;
+pub mod md_publish;
 
 use std::path::Path;
 
