@@ -21,7 +21,7 @@ const WAIT: Duration = Duration::from_secs(20);
 /// A FIX message as (tag, value) pairs in order.
 type Fields = Vec<(u32, String)>;
 
-fn get<'a>(fields: &'a Fields, tag: u32) -> Option<&'a str> {
+fn get(fields: &Fields, tag: u32) -> Option<&str> {
     fields
         .iter()
         .find(|(t, _)| *t == tag)
