@@ -506,3 +506,73 @@ fn run_publisher_publishes_a_source() {
     assert_same_books(&matcher, &encoder, subscriber.book(), "run_publisher");
     assert!(subscriber.core().counters().checksums_verified > 0);
 }
+
+/// A publisher restarted on its feed journal replays the log from the start: what the journal
+/// holds is neither journaled nor sent again (whatever the new batching), the rest follows, and
+/// the journal holds every feed sequence once. Ports 46030..46031.
+#[test]
+fn a_restarted_publisher_continues_its_journal() {
+    let driver = EmbeddedDriver::launch(&unique_dir("md-test-restart")).expect("driver");
+    let aeron = connect(driver.dir()).expect("client");
+    let journal_dir = tempfile::tempdir().expect("temporary directory");
+    let config = || {
+        let mut config = PublisherConfig::new(
+            matcher_config(),
+            SESSION,
+            journal_dir.path(),
+            PublisherChannels::mdc("127.0.0.1:46030", "127.0.0.1:46031"),
+        );
+        config.checksum_interval = 250;
+        config.journal.segment_size = 1 << 20;
+        config.journal.pretouch = false;
+        config
+    };
+    let commands = 12_000u64;
+    let mut generator = Generator::new(11);
+    let mut matcher = matcher::Matcher::new(matcher_config()).expect("matcher");
+    let mut events = Vec::new();
+    let records: Vec<(u64, matcher::CommandRecord)> = (0..commands)
+        .map(|index| {
+            let record = generator.next(index, commands, &matcher).encode();
+            events.clear();
+            matcher.apply(index + 1, index, &record, &mut events);
+            generator.observe(&events);
+            (index + 1, record)
+        })
+        .collect();
+    let publish = |publisher: &mut FeedPublisher, range: std::ops::Range<usize>, batch: usize| {
+        for (index, (sequence, record)) in records[range].iter().enumerate() {
+            publisher
+                .on_record(*sequence, TIMESTAMP_BASE_NS + sequence, record)
+                .expect("publishes");
+            if index % batch == batch - 1 {
+                publisher.flush().expect("flush");
+            }
+        }
+        publisher.flush().expect("flush");
+    };
+    let first = {
+        let mut publisher = FeedPublisher::new(&aeron, config()).expect("publisher");
+        publish(&mut publisher, 0..5_000, 32);
+        publisher.stats()
+    };
+    let mut publisher = FeedPublisher::new(&aeron, config()).expect("restarted publisher");
+    publish(&mut publisher, 0..commands as usize, 50);
+    let second = publisher.stats();
+    assert!(second.frames_replayed > 0);
+    assert_eq!(second.frames_standby, 0);
+
+    // The journal: frames in order, together every feed sequence once (overlaps skipped).
+    let mut reader = journal::Reader::open(journal_dir.path()).expect("reader");
+    let mut next = 1u64;
+    let mut frames = 0u64;
+    while let Some(record) = reader.next_record().expect("journal") {
+        let view = marketdata::FrameView::parse(record.payload).expect("a frame");
+        assert!(view.sequence_first <= next, "no hole before {next}");
+        assert_eq!(record.meta.sequence, view.sequence_end() - 1);
+        next = next.max(view.sequence_end());
+        frames += 1;
+    }
+    assert_eq!(next, publisher.sequence_next());
+    assert_eq!(frames, first.frames + second.frames);
+}
