@@ -184,6 +184,7 @@ fn md_record_and_subscribe_follow_a_publisher() {
         "md record: {}",
         String::from_utf8_lossy(&recorder_output.stderr)
     );
+    eprintln!("md subscribe:\n{stdout}{stderr}");
     assert!(subscribed.success(), "md subscribe: {stdout}\n{stderr}");
     assert!(stdout.contains("TOOL (locate 1, trading)"), "{stdout}");
     assert!(
