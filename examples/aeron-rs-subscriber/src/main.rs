@@ -154,7 +154,7 @@ struct Options {
 fn options() -> Result<Options, String> {
     let mut options = Options {
         aeron_dir: None,
-        channel: "aeron:udp?endpoint=127.0.0.1:20320|control=127.0.0.1:20300".into(),
+        channel: "aeron:udp?endpoint=127.0.0.1:20311|control=127.0.0.1:20300".into(),
         stream_id: 2001,
         messages: 1,
         timeout: Duration::from_secs(30),
