@@ -2,8 +2,8 @@
 //! the feed over Aeron, shows the top levels live and verifies the engine's book checksums;
 //! `md record` writes what it receives in the standard ITCH binary file layout.
 //!
-//! `md publish` is not here yet: it is `marketdata::aeron::run_publisher(config, aeron_dir,
-//! source, stop)` with the cluster's learner as the source (see that function).
+//! `md publish` (in `tools::md_publish`) publishes a cluster's feed from its committed log,
+//! following it as a learner.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -29,6 +29,11 @@ const RECORD_BUFFER_BYTES: usize = 1 << 20;
 
 #[derive(clap::Subcommand)]
 pub enum MdCommand {
+    /// Publishes the ITCH feed of a cluster: follows its committed log as a learner (moving to
+    /// another member when the one it follows falls silent, so a failover leaves no gap and no
+    /// duplicate), applies it to its own matcher replica, and publishes over Aeron with
+    /// retransmission and snapshots served from its feed journal. Runs until SIGINT/SIGTERM.
+    Publish(tools::md_publish::PublishOptions),
     /// Rebuilds every book from the feed, shows the top N levels of each instrument every
     /// second and verifies the book checksums the feed carries. Exit status 1 on a checksum
     /// mismatch (or a message the books refuse).
@@ -130,6 +135,7 @@ impl FeedOptions {
 /// Runs `exchange md ...`.
 pub fn run(command: MdCommand) -> Result<ExitCode> {
     match command {
+        MdCommand::Publish(options) => tools::md_publish::publish(options),
         MdCommand::Subscribe { feed, top } => follow(&feed, top.min(TOP_LEVELS_MAX), None),
         MdCommand::Record {
             feed,

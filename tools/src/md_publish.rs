@@ -111,7 +111,9 @@ pub fn publish(options: PublishOptions) -> Result<ExitCode> {
         Some(endpoint) => endpoint.clone(),
         None => format!(
             "127.0.0.1:{}",
-            std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port()
+            std::net::UdpSocket::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port()
         ),
     };
     let learner = Learner::connect(
