@@ -499,6 +499,13 @@ impl FeedEncoder {
         let messages_before = self.counters.messages;
         let timestamp_ns = timestamp_ns % itch::NANOSECONDS_PER_DAY;
         self.counters.commands += 1;
+        if self.sequence_next == FEED_SEQUENCE_FIRST {
+            // The feed opens: start of messages, of system hours, of market hours (the log has
+            // no separate opening command; trading starts with it).
+            for code in [b'O', b'S', b'Q'] {
+                self.system_event(timestamp_ns, code, sink);
+            }
+        }
         // A BookAdd already emitted as the second half of an Order Replace.
         let mut skip: Option<usize> = None;
         for (index, event) in events.iter().enumerate() {
@@ -612,6 +619,23 @@ impl FeedEncoder {
             self.emit(&message, sink);
         }
         Ok((self.counters.messages - messages_before) as u32)
+    }
+
+    fn system_event(
+        &mut self,
+        timestamp_ns: u64,
+        event_code: u8,
+        sink: &mut (impl MessageSink + ?Sized),
+    ) {
+        let header = Header {
+            stock_locate: 0,
+            tracking_number: 0,
+            timestamp_ns,
+        };
+        self.emit(
+            &Message::SystemEvent(itch::SystemEvent { header, event_code }),
+            sink,
+        );
     }
 
     fn set_reference(&mut self, order_id: u64, reference: u64) -> Result<(), FeedError> {
@@ -1070,6 +1094,14 @@ mod tests {
             1,
             Command::AddInstrument(instrument(1)),
         );
+        // The feed opens with start of messages, of system hours, of market hours.
+        for (message, code) in added.iter().zip([b'O', b'S', b'Q']) {
+            assert!(
+                matches!(message, Message::SystemEvent(m) if m.event_code == code && m.header.stock_locate == 0),
+                "{message:?}"
+            );
+        }
+        let added = &added[3..];
         assert!(
             matches!(added[0], Message::StockDirectory(m) if m.stock == *b"ACME    " && m.header.stock_locate == 1)
         );
@@ -1159,7 +1191,8 @@ mod tests {
         assert!(matches!(deleted[..], [Message::OrderDelete(m)] if m.order_reference == 5));
         assert_eq!(encoder.order_reference(2), 2);
         assert_eq!(encoder.references.len(), 0);
-        assert_eq!(encoder.sequence_next(), 10);
+        // 9 messages of the orders' lives after the 3 opening system events.
+        assert_eq!(encoder.sequence_next(), 13);
     }
 
     #[test]
@@ -1176,16 +1209,19 @@ mod tests {
             price_min: -5,
             ..instrument(1)
         };
+        // Only the feed's opening system events.
         assert!(run(
             &mut matcher,
             &mut encoder,
             1,
             Command::AddInstrument(refused)
         )
-        .is_empty());
+        .iter()
+        .all(|m| matches!(m, Message::SystemEvent(_))));
         assert!(run(&mut matcher, &mut encoder, 2, limit(Side::Buy, 100, 1, 1)).is_empty());
         assert_eq!(encoder.counters().instruments_refused, 1);
         assert_eq!(encoder.counters().events_skipped, 1);
-        assert_eq!(encoder.sequence_next(), 1);
+        // Nothing but the opening system events.
+        assert_eq!(encoder.sequence_next(), 4);
     }
 }
