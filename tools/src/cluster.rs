@@ -438,6 +438,7 @@ pub fn cluster_up(
     status_ms: u64,
     idle: &str,
     fix_port: u16,
+    feed: bool,
 ) -> Result<ExitCode> {
     if !(1..=sequencer::protocol::MEMBERS_MAX as u8).contains(&nodes) {
         bail!(
@@ -469,22 +470,43 @@ pub fn cluster_up(
         base_port + 100 + nodes as u16 - 1,
         configs[0].display()
     );
-    let mut gateway = None;
+    // The gateway and the feed publisher, each its own process.
+    let mut helpers: Vec<(&str, std::process::Child)> = Vec::new();
     if fix_port != 0 {
         let ingress = NodeConfig::load(&configs[0])?.ingress;
         let config = dir.join("gateway.toml");
         crate::gateway_cmd::write_local_gateway(&config, &ingress, 9001, Some(fix_port))?;
-        gateway = Some(
-            std::process::Command::new(&exe)
-                .arg("gateway")
-                .arg("--config")
-                .arg(&config)
-                .spawn()
-                .context("starting the gateway")?,
-        );
+        let gateway = std::process::Command::new(&exe)
+            .arg("gateway")
+            .arg("--config")
+            .arg(&config)
+            .spawn()
+            .context("starting the gateway")?;
+        helpers.push(("the gateway", gateway));
         println!(
             "  FIX: 127.0.0.1:{fix_port}, TargetCompID EXCH, SenderCompID CLIENT1 or CLIENT2 (FIX.4.4) or CLIENT3 (FIX.4.2), symbol DEMO (prices in cents: 500.00); configuration {}",
             config.display()
+        );
+    }
+    if feed {
+        let publisher = std::process::Command::new(&exe)
+            .args(["md", "publish", "--config"])
+            .arg(&configs[0])
+            .args([
+                "--control",
+                marketdata::aeron::DEFAULT_CONTROL,
+                "--request",
+                marketdata::aeron::DEFAULT_REQUEST,
+                "--journal",
+            ])
+            .arg(dir.join("feed-journal"))
+            .spawn()
+            .context("starting the feed publisher")?;
+        helpers.push(("the feed publisher", publisher));
+        println!(
+            "  market data: ITCH 5.0 over Aeron, control {}, requests {}; watch it with `exchange md subscribe --top 5`",
+            marketdata::aeron::DEFAULT_CONTROL,
+            marketdata::aeron::DEFAULT_REQUEST
         );
     }
     println!("  stop with Ctrl-C (SIGINT) or SIGTERM: every node shuts down cleanly");
@@ -499,25 +521,25 @@ pub fn cluster_up(
                 break 'wait;
             }
         }
-        if let Some(status) = gateway
-            .as_mut()
-            .map(|g| g.try_wait())
-            .transpose()?
-            .flatten()
-        {
-            eprintln!("the gateway exited on its own ({status}); stopping the cluster");
-            failed = true;
-            break 'wait;
+        for (name, child) in helpers.iter_mut() {
+            if let Some(status) = child.try_wait()? {
+                eprintln!("{name} exited on its own ({status}); stopping the cluster");
+                failed = true;
+                break 'wait;
+            }
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    if let Some(mut gateway) = gateway {
+    for (name, mut child) in helpers {
+        if child.try_wait()?.is_some() {
+            continue;
+        }
         // SAFETY: signalling our own child, not yet waited for.
         unsafe {
-            libc::kill(gateway.id() as libc::pid_t, libc::SIGTERM);
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
         }
-        if !gateway.wait()?.success() {
-            eprintln!("the gateway did not stop cleanly");
+        if !child.wait()?.success() {
+            eprintln!("{name} did not stop cleanly");
             failed = true;
         }
     }

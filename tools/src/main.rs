@@ -147,6 +147,10 @@ enum ClusterCommand {
         /// TCP port of the FIX gateway started with the cluster (0: no gateway).
         #[arg(long, default_value_t = 9878)]
         fix_port: u16,
+        /// Do not start the market-data feed publisher (by default `exchange md publish` runs
+        /// with the cluster on the default channels, so `exchange md subscribe` just works).
+        #[arg(long)]
+        no_feed: bool,
         /// Each node prints a status line this often (milliseconds; 0 = at start and exit only).
         #[arg(long, default_value_t = 5000)]
         status_ms: u64,
@@ -225,6 +229,7 @@ fn main() -> ExitCode {
                     status_ms,
                     idle,
                     fix_port,
+                    no_feed,
                 },
         } => cluster::cluster_up(
             nodes,
@@ -234,6 +239,7 @@ fn main() -> ExitCode {
             status_ms,
             &idle,
             fix_port,
+            !no_feed,
         ),
         Command::Loadgen(options) => cluster::loadgen(options),
         Command::Learn(options) => tools::learn::learn(options),
