@@ -68,11 +68,22 @@ impl Instrument {
     }
 }
 
+/// A symbol (1..=8 bytes) packed into a `u64`, first byte highest, zero-padded; the length is
+/// part of the key's meaning because configured symbols hold no zero byte (see
+/// [`InstrumentTable::by_symbol`]).
+#[inline]
+fn symbol_key(symbol: &[u8]) -> Option<u64> {
+    let mut padded = [0u8; SYMBOL_LENGTH_MAX];
+    padded.get_mut(..symbol.len())?.copy_from_slice(symbol);
+    Some(u64::from_be_bytes(padded))
+}
+
 /// Symbol → instrument and instrument id → instrument, built once.
 #[derive(Clone, Debug, Default)]
 pub struct InstrumentTable {
     instruments: Vec<Instrument>,
-    by_symbol: HashMap<Vec<u8>, u16>,
+    /// (packed symbol, index), sorted by key: a binary search, no hashing.
+    by_symbol: Vec<(u64, u16)>,
     by_id: HashMap<u32, u16>,
 }
 
@@ -83,15 +94,16 @@ impl InstrumentTable {
             return Err(INSTRUMENTS_MAX);
         }
         let mut table = InstrumentTable {
-            by_symbol: HashMap::with_capacity(instruments.len()),
+            by_symbol: Vec::with_capacity(instruments.len()),
             by_id: HashMap::with_capacity(instruments.len()),
             instruments: Vec::new(),
         };
+        let mut symbols = HashSet::with_capacity(instruments.len());
         for (index, instrument) in instruments.iter().enumerate() {
-            let fresh_symbol = table
-                .by_symbol
-                .insert(instrument.symbol.as_bytes().to_vec(), index as u16)
-                .is_none();
+            let fresh_symbol = symbols.insert(instrument.symbol.as_bytes());
+            if let Some(key) = symbol_key(instrument.symbol.as_bytes()) {
+                table.by_symbol.push((key, index as u16));
+            }
             let fresh_id = table
                 .by_id
                 .insert(instrument.instrument_id, index as u16)
@@ -100,13 +112,27 @@ impl InstrumentTable {
                 return Err(index);
             }
         }
+        // Valid symbols are distinct and hold no zero byte, so their keys are distinct.
+        table.by_symbol.sort_unstable();
         table.instruments = instruments;
         Ok(table)
     }
 
     /// Index of the instrument with this symbol.
+    #[inline]
     pub fn by_symbol(&self, symbol: &[u8]) -> Option<u16> {
-        self.by_symbol.get(symbol).copied()
+        // Configured symbols are 1..=8 bytes without a zero byte, so two byte strings of at most
+        // 8 bytes with the same key are the same symbol unless one has a zero byte (e.g. "AB"
+        // and "AB\0"): a symbol with a zero byte is no configured one.
+        if symbol.contains(&0) {
+            return None;
+        }
+        let key = symbol_key(symbol)?;
+        let at = self
+            .by_symbol
+            .binary_search_by_key(&key, |&(k, _)| k)
+            .ok()?;
+        Some(self.by_symbol[at].1)
     }
 
     /// Index of the instrument with this matcher id.
@@ -913,4 +939,74 @@ pub fn write_cancel_reject(
         tags::CXL_REJ_RESPONSE_TO,
         if response_to_replace { b'2' } else { b'1' },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instrument(symbol: &str, instrument_id: u32) -> Instrument {
+        Instrument {
+            symbol: symbol.into(),
+            instrument_id,
+            price_exponent: -2,
+            quantity_exponent: 0,
+            tick_size: 1,
+            lot_size: 1,
+        }
+    }
+
+    #[test]
+    fn symbol_lookup_is_exact() {
+        let symbols = ["ZZZZZZZZ", "A", "AB", "ABCDEFGH", "ABC", "~", "!"];
+        let table = InstrumentTable::new(
+            symbols
+                .iter()
+                .enumerate()
+                .map(|(index, symbol)| instrument(symbol, 10 + index as u32))
+                .collect(),
+        )
+        .unwrap();
+        for (index, symbol) in symbols.iter().enumerate() {
+            assert_eq!(table.by_symbol(symbol.as_bytes()), Some(index as u16));
+            assert_eq!(table.by_id(10 + index as u32), Some(index as u16));
+        }
+        for absent in [
+            &b""[..],
+            b"a",
+            b"AB\0",
+            b"\0AB",
+            b"A\0",
+            b"ABCDEFGHI",
+            b"ABCDEFG",
+            b"ABCD",
+            b"B",
+            b"ZZZZZZZZZ",
+            b"\0",
+            b"\0\0\0\0\0\0\0\0",
+        ] {
+            assert_eq!(table.by_symbol(absent), None, "{absent:?}");
+        }
+        assert_eq!(table.by_id(9), None);
+    }
+
+    #[test]
+    fn instrument_table_names_the_first_bad_instrument() {
+        let table = |symbols: &[(&str, u32)]| {
+            InstrumentTable::new(
+                symbols
+                    .iter()
+                    .map(|&(symbol, id)| instrument(symbol, id))
+                    .collect(),
+            )
+            .map(|_| ())
+        };
+        assert_eq!(table(&[("A", 1), ("B", 2)]), Ok(()));
+        assert_eq!(table(&[("A", 1), ("B", 2), ("A", 3)]), Err(2));
+        assert_eq!(table(&[("A", 1), ("B", 1)]), Err(1));
+        assert_eq!(table(&[("A", 1), ("", 2)]), Err(1));
+        assert_eq!(table(&[("ABCDEFGHI", 1)]), Err(0));
+        assert_eq!(table(&[("A B", 1)]), Err(0));
+        assert_eq!(table(&[("A", 0)]), Err(0));
+    }
 }

@@ -16,7 +16,7 @@
 //! [`Writer::decimal`]).
 
 use crate::tags;
-use matcher::decimal::{parse_units, DecimalError};
+use matcher::decimal::DecimalError;
 
 /// The FIX field delimiter.
 pub const SOH: u8 = 0x01;
@@ -286,20 +286,36 @@ impl FieldError {
     }
 }
 
+/// Tags below this are indexed while a message is parsed (first value and a "repeated" bit), so
+/// reading them costs one table access: the header, session and order fields the gateway reads
+/// all are. Other tags are found by walking the frame again (a filter on them answers "absent"
+/// at once in nearly every case).
+pub const INDEXED_TAGS: usize = 128;
+
+/// Where a value lies in the frame; `start == 0` means "absent" (no value starts at byte 0).
 #[derive(Clone, Copy, Debug, Default)]
-struct Span {
-    tag: u32,
+struct ValueSpan {
     start: u16,
     end: u16,
 }
 
-/// A parsed message: field spans into the borrowed frame. Holds no heap memory.
+/// A parsed message: where the values of the indexed tags lie in the borrowed frame, which tags
+/// repeat, and a filter of the other tags present. Holds no heap memory, and is built in one
+/// pass over the frame.
 #[derive(Clone)]
 pub struct Message<'a> {
     bytes: &'a [u8],
-    spans: [Span; FIELDS_MAX],
+    /// First value of each tag below [`INDEXED_TAGS`].
+    first: [ValueSpan; INDEXED_TAGS],
+    /// Bit `tag` set: a tag below [`INDEXED_TAGS`] occurs more than once.
+    repeated: u128,
+    /// Bit `tag % 64` set for every tag at or above [`INDEXED_TAGS`] present (a Bloom filter
+    /// with one hash: a clear bit proves the tag absent, a set bit means "walk the frame").
+    others: u64,
     count: u16,
 }
+
+const _: () = assert!(INDEXED_TAGS <= 128 && INDEXED_TAGS > tags::MSG_TYPE as usize);
 
 impl core::fmt::Debug for Message<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -311,18 +327,65 @@ impl core::fmt::Debug for Message<'_> {
     }
 }
 
+/// Index of the first SOH at or after `at`, or `bytes.len()` if there is none. Eight bytes at a
+/// time (the "has zero byte" bit trick on the bytes XOR SOH), then byte by byte.
+#[inline]
+fn find_soh(bytes: &[u8], mut at: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = bytes.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+        let word = u64::from_le_bytes(*chunk) ^ (ONES * u64::from(SOH));
+        // The lowest set bit marks the first zero byte of `word` exactly (a borrow only
+        // propagates upwards from a zero byte, so false positives can only lie above it).
+        let zero_bytes = word.wrapping_sub(ONES) & !word & HIGHS;
+        if zero_bytes != 0 {
+            return at + (zero_bytes.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    while at < bytes.len() && bytes[at] != SOH {
+        at += 1;
+    }
+    at
+}
+
+/// The field starting at `*at` of a frame [`Message::parse`] accepted, and moves `*at` past it.
+/// `None` at the end (or, defensively, on anything a parsed frame cannot hold).
+fn next_field<'a>(bytes: &'a [u8], at: &mut usize) -> Option<(u32, &'a [u8])> {
+    let mut tag: u32 = 0;
+    loop {
+        match bytes.get(*at) {
+            Some(&b'=') => break,
+            Some(&digit) if digit.is_ascii_digit() && tag <= TAG_MAX => {
+                tag = tag * 10 + u32::from(digit - b'0');
+                *at += 1;
+            }
+            _ => return None,
+        }
+    }
+    let start = *at + 1;
+    let end = find_soh(bytes, start);
+    *at = end + 1;
+    Some((tag, bytes.get(start..end)?))
+}
+
 impl<'a> Message<'a> {
     /// Splits a frame (as reported by [`frame`]) into fields. The first three fields must be
     /// BeginString, BodyLength and MsgType, the last CheckSum.
     pub fn parse(bytes: &'a [u8]) -> Result<Message<'a>, ParseError> {
+        const HEADER: [u32; 3] = [tags::BEGIN_STRING, tags::BODY_LENGTH, tags::MSG_TYPE];
         if bytes.len() > MESSAGE_LENGTH_MAX {
             return Err(ParseError::TooManyFields);
         }
         let mut message = Message {
             bytes,
-            spans: [Span::default(); FIELDS_MAX],
+            first: [ValueSpan::default(); INDEXED_TAGS],
+            repeated: 0,
+            others: 0,
             count: 0,
         };
+        let mut header_ok = true;
+        let mut last_tag = 0;
         let mut at = 0usize;
         while at < bytes.len() {
             let field_start = at;
@@ -344,9 +407,7 @@ impl<'a> Message<'a> {
             }
             at += 1;
             let value_start = at;
-            while at < bytes.len() && bytes[at] != SOH {
-                at += 1;
-            }
+            at = find_soh(bytes, at);
             if at == bytes.len() {
                 // No terminating SOH: `frame` guarantees one, so this is not a frame.
                 return Err(ParseError::HeaderOrder);
@@ -354,24 +415,29 @@ impl<'a> Message<'a> {
             if at == value_start {
                 return Err(ParseError::EmptyValue { tag });
             }
-            if usize::from(message.count) == FIELDS_MAX {
+            let index = usize::from(message.count);
+            if index == FIELDS_MAX {
                 return Err(ParseError::TooManyFields);
             }
-            message.spans[usize::from(message.count)] = Span {
-                tag,
-                start: value_start as u16,
-                end: at as u16,
-            };
+            if let Some(&wanted) = HEADER.get(index) {
+                header_ok &= tag == wanted;
+            }
+            match message.first.get_mut(tag as usize) {
+                Some(first) if first.start == 0 => {
+                    // value_start >= 2 and both offsets <= MESSAGE_LENGTH_MAX <= u16::MAX.
+                    *first = ValueSpan {
+                        start: value_start as u16,
+                        end: at as u16,
+                    };
+                }
+                Some(_) => message.repeated |= 1 << tag,
+                None => message.others |= 1 << (tag % 64),
+            }
             message.count += 1;
+            last_tag = tag;
             at += 1;
         }
-        let spans = &message.spans[..usize::from(message.count)];
-        let header_ok = spans.len() >= 4
-            && spans[0].tag == tags::BEGIN_STRING
-            && spans[1].tag == tags::BODY_LENGTH
-            && spans[2].tag == tags::MSG_TYPE
-            && spans[spans.len() - 1].tag == tags::CHECK_SUM;
-        if !header_ok {
+        if !(header_ok && message.count >= 4 && last_tag == tags::CHECK_SUM) {
             return Err(ParseError::HeaderOrder);
         }
         Ok(message)
@@ -382,15 +448,16 @@ impl<'a> Message<'a> {
         self.bytes
     }
 
-    fn value(&self, span: Span) -> &'a [u8] {
+    #[inline]
+    fn value(&self, span: ValueSpan) -> &'a [u8] {
         &self.bytes[usize::from(span.start)..usize::from(span.end)]
     }
 
     /// Fields in order (BeginString, BodyLength and CheckSum included).
     pub fn fields(&self) -> impl Iterator<Item = (u32, &'a [u8])> + '_ {
-        self.spans[..usize::from(self.count)]
-            .iter()
-            .map(|span| (span.tag, self.value(*span)))
+        let bytes = self.bytes;
+        let mut at = 0;
+        core::iter::from_fn(move || next_field(bytes, &mut at))
     }
 
     /// Number of fields.
@@ -400,42 +467,65 @@ impl<'a> Message<'a> {
 
     /// BeginString (8).
     pub fn begin_string(&self) -> &'a [u8] {
-        self.value(self.spans[0])
+        self.value(self.first[tags::BEGIN_STRING as usize])
     }
 
     /// MsgType (35).
     pub fn msg_type(&self) -> &'a [u8] {
-        self.value(self.spans[2])
+        self.value(self.first[tags::MSG_TYPE as usize])
+    }
+
+    /// Whether a tag at or above [`INDEXED_TAGS`] may be present (`false`: it is not).
+    #[inline]
+    fn maybe_other(&self, tag: u32) -> bool {
+        self.others & (1 << (tag % 64)) != 0
     }
 
     /// First value of `tag`, if present.
+    #[inline]
     pub fn get(&self, tag: u32) -> Option<&'a [u8]> {
-        self.spans[..usize::from(self.count)]
-            .iter()
-            .find(|span| span.tag == tag)
-            .map(|span| self.value(*span))
+        match self.first.get(tag as usize) {
+            Some(&span) if span.start == 0 => None,
+            Some(&span) => Some(self.value(span)),
+            None if !self.maybe_other(tag) => None,
+            None => self
+                .fields()
+                .find(|&(field, _)| field == tag)
+                .map(|(_, value)| value),
+        }
     }
 
     /// The value of `tag` if present exactly once; [`FieldError::Duplicate`] if repeated.
+    #[inline]
     pub fn optional(&self, tag: u32) -> Result<Option<&'a [u8]>, FieldError> {
-        let mut found = None;
-        for span in &self.spans[..usize::from(self.count)] {
-            if span.tag == tag {
-                if found.is_some() {
-                    return Err(FieldError::Duplicate { tag });
+        match self.first.get(tag as usize) {
+            Some(_) if self.repeated & (1 << tag) != 0 => Err(FieldError::Duplicate { tag }),
+            Some(&span) if span.start == 0 => Ok(None),
+            Some(&span) => Ok(Some(self.value(span))),
+            None if !self.maybe_other(tag) => Ok(None),
+            None => {
+                let mut found = None;
+                for (field, value) in self.fields() {
+                    if field == tag {
+                        if found.is_some() {
+                            return Err(FieldError::Duplicate { tag });
+                        }
+                        found = Some(value);
+                    }
                 }
-                found = Some(self.value(*span));
+                Ok(found)
             }
         }
-        Ok(found)
     }
 
     /// The value of `tag`; [`FieldError::Missing`] if absent.
+    #[inline]
     pub fn required(&self, tag: u32) -> Result<&'a [u8], FieldError> {
         self.optional(tag)?.ok_or(FieldError::Missing { tag })
     }
 
     /// A non-negative integer field, if present.
+    #[inline]
     pub fn optional_u64(&self, tag: u32) -> Result<Option<u64>, FieldError> {
         match self.optional(tag)? {
             None => Ok(None),
@@ -444,11 +534,13 @@ impl<'a> Message<'a> {
     }
 
     /// A required non-negative integer field.
+    #[inline]
     pub fn required_u64(&self, tag: u32) -> Result<u64, FieldError> {
         self.optional_u64(tag)?.ok_or(FieldError::Missing { tag })
     }
 
     /// A single-character field, if present.
+    #[inline]
     pub fn optional_char(&self, tag: u32) -> Result<Option<u8>, FieldError> {
         match self.optional(tag)? {
             None => Ok(None),
@@ -458,11 +550,13 @@ impl<'a> Message<'a> {
     }
 
     /// A required single-character field.
+    #[inline]
     pub fn required_char(&self, tag: u32) -> Result<u8, FieldError> {
         self.optional_char(tag)?.ok_or(FieldError::Missing { tag })
     }
 
     /// A Boolean (`Y`/`N`) field, if present.
+    #[inline]
     pub fn optional_bool(&self, tag: u32) -> Result<Option<bool>, FieldError> {
         match self.optional_char(tag)? {
             None => Ok(None),
@@ -490,12 +584,100 @@ pub fn parse_u64(value: &[u8]) -> Option<u64> {
     Some(result)
 }
 
+/// `10^n` for `n` in `0..=19` (every power of ten a `u64` holds).
+const POW10: [u64; 20] = {
+    let mut table = [1u64; 20];
+    let mut n = 1;
+    while n < 20 {
+        table[n] = table[n - 1] * 10;
+        n += 1;
+    }
+    table
+};
+
 /// Parses a FIX decimal (`Price`, `Qty`: optional sign, digits, optional point) as an exact
 /// number of `10^exponent` units. Digits below the unit are [`DecimalError::Precision`], never a
 /// rounding.
+///
+/// The same answers as [`matcher::decimal::parse_units`] (at most
+/// [`matcher::decimal::DECIMAL_TEXT_LENGTH_MAX`] bytes, `[-+]digits[.digits]` with at least one
+/// digit, errors ranked Syntax, then Precision, then Range), read straight from the bytes in
+/// `u64`: the digits are kept as `significand × 10^zeros` (`zeros` the trailing zeros), so
+/// whether a digit lies below the unit is known exactly however many digits there are, and any
+/// significand beyond `u64` is out of range.
 pub fn parse_decimal(value: &[u8], exponent: i8) -> Result<i64, DecimalError> {
-    let text = core::str::from_utf8(value).map_err(|_| DecimalError::Syntax)?;
-    parse_units(text, exponent)
+    if value.is_empty() || value.len() > matcher::decimal::DECIMAL_TEXT_LENGTH_MAX {
+        return Err(DecimalError::Syntax);
+    }
+    let (negative, digits) = match value[0] {
+        b'-' => (true, &value[1..]),
+        b'+' => (false, &value[1..]),
+        _ => (false, value),
+    };
+    let mut significand: u64 = 0;
+    let mut zeros: u32 = 0;
+    let mut overflow = false;
+    let mut fraction_digits: i32 = 0;
+    let mut seen_point = false;
+    let mut seen_digit = false;
+    for &byte in digits {
+        match byte {
+            b'0' => {
+                seen_digit = true;
+                zeros += 1;
+                fraction_digits += i32::from(seen_point);
+            }
+            b'1'..=b'9' => {
+                seen_digit = true;
+                fraction_digits += i32::from(seen_point);
+                let digit = u64::from(byte - b'0');
+                if significand == 0 {
+                    // Leading zeros carry no value.
+                    significand = digit;
+                } else {
+                    match POW10
+                        .get(zeros as usize + 1)
+                        .and_then(|&scale| significand.checked_mul(scale))
+                        .and_then(|scaled| scaled.checked_add(digit))
+                    {
+                        Some(next) => significand = next,
+                        None => overflow = true,
+                    }
+                }
+                zeros = 0;
+            }
+            b'.' if !seen_point => seen_point = true,
+            _ => return Err(DecimalError::Syntax),
+        }
+    }
+    if !seen_digit {
+        return Err(DecimalError::Syntax);
+    }
+    if significand == 0 {
+        return Ok(0);
+    }
+    // value = significand × 10^(zeros - fraction_digits) = units × 10^exponent. The
+    // significand's last digit is not zero, so units are whole exactly when `scale >= 0`.
+    let scale = zeros as i32 - fraction_digits - i32::from(exponent);
+    if scale < 0 {
+        return Err(DecimalError::Precision);
+    }
+    if overflow {
+        return Err(DecimalError::Range);
+    }
+    let magnitude = POW10
+        .get(scale as usize)
+        .and_then(|&power| significand.checked_mul(power))
+        .ok_or(DecimalError::Range)?;
+    if negative {
+        // Down to -2^63 = i64::MIN.
+        if magnitude > i64::MIN.unsigned_abs() {
+            return Err(DecimalError::Range);
+        }
+        Ok(0i64.wrapping_sub_unsigned(magnitude))
+    } else {
+        i64::try_from(magnitude).map_err(|_| DecimalError::Range)
+    }
 }
 
 /// Why [`Writer::finish`] could not produce a message.
@@ -962,11 +1144,217 @@ mod tests {
         );
     }
 
+    /// A framed message with this body (MsgType first), as bytes.
+    fn with_body(body: &str) -> Vec<u8> {
+        let head = format!("8=FIX.4.4|9={}|{body}", body.len());
+        let sum = checksum(&fix(&head));
+        fix(&format!("{head}10={sum:03}|"))
+    }
+
+    #[test]
+    fn exact_decimals_edge_cases() {
+        use DecimalError::{Precision, Range, Syntax};
+        let cases: &[(&str, i8, Result<i64, DecimalError>)] = &[
+            ("101.25", -2, Ok(10125)),
+            ("101.2", -2, Ok(10120)),
+            ("101", -2, Ok(10100)),
+            ("101.", -2, Ok(10100)),
+            (".25", -2, Ok(25)),
+            ("+1.5", -1, Ok(15)),
+            // Leading and trailing zeros.
+            ("000123.4500", -2, Ok(12345)),
+            ("0000000000000000000000000000000000000001", 0, Ok(1)),
+            ("1.000000000000000000000000000000000000", -2, Ok(100)),
+            ("0.000", 2, Ok(0)),
+            ("-0", 0, Ok(0)),
+            ("-0.00", -2, Ok(0)),
+            ("0", -128, Ok(0)),
+            // Negative values.
+            ("-0.5", -2, Ok(-50)),
+            ("-101.25", -2, Ok(-10125)),
+            // Positive exponents: whole multiples of the unit only.
+            ("300", 2, Ok(3)),
+            ("3", 2, Err(Precision)),
+            ("1000000000000000000000000000000", 25, Ok(100_000)),
+            ("1", 127, Err(Precision)),
+            // Too many decimals: an error, never a rounding.
+            ("1.005", -2, Err(Precision)),
+            ("0.001", -2, Err(Precision)),
+            (
+                "0.00000000000000000000000000000000000001",
+                -2,
+                Err(Precision),
+            ),
+            // Digits below the unit rank before the range.
+            ("99999999999999999999999.5", 0, Err(Precision)),
+            // Max digits: the edges of i64.
+            ("9223372036854775807", 0, Ok(i64::MAX)),
+            ("9223372036854775808", 0, Err(Range)),
+            ("-9223372036854775808", 0, Ok(i64::MIN)),
+            ("-9223372036854775809", 0, Err(Range)),
+            ("92233720368547758.07", -2, Ok(i64::MAX)),
+            ("92233720368547758.08", -2, Err(Range)),
+            ("18446744073709551615", 0, Err(Range)),
+            ("18446744073709551616", 0, Err(Range)),
+            ("9999999999999999999999999999999999999999", 0, Err(Range)),
+            ("1", -18, Ok(1_000_000_000_000_000_000)),
+            ("1", -19, Err(Range)),
+            ("1", -20, Err(Range)),
+            ("1.5", -128, Err(Range)),
+            // Length: at most 40 bytes.
+            ("0000000000000000000000000000000000000000", 0, Ok(0)),
+            ("00000000000000000000000000000000000000000", 0, Err(Syntax)),
+            // Not `[-+]digits[.digits]`.
+            ("", -2, Err(Syntax)),
+            ("-", -2, Err(Syntax)),
+            ("+", -2, Err(Syntax)),
+            (".", -2, Err(Syntax)),
+            ("-.", -2, Err(Syntax)),
+            ("1.2.3", -2, Err(Syntax)),
+            ("1e5", 0, Err(Syntax)),
+            (" 1", 0, Err(Syntax)),
+            ("1 ", 0, Err(Syntax)),
+            ("1,5", -1, Err(Syntax)),
+            ("+-1", 0, Err(Syntax)),
+            ("--1", 0, Err(Syntax)),
+            ("1-", 0, Err(Syntax)),
+            ("0x10", 0, Err(Syntax)),
+            ("１", 0, Err(Syntax)),
+        ];
+        for &(text, exponent, expected) in cases {
+            assert_eq!(
+                parse_decimal(text.as_bytes(), exponent),
+                expected,
+                "{text:?} in units of 10^{exponent}"
+            );
+        }
+        assert_eq!(parse_decimal(&[0xff], 0), Err(Syntax));
+        assert_eq!(parse_decimal(b"1\x005", 0), Err(Syntax));
+    }
+
+    #[test]
+    fn duplicate_tags_are_found_during_the_parse() {
+        // Indexed tags (below INDEXED_TAGS), the edges of the index, and tags above it (8000
+        // and 128 share a filter bit, as do 554 and 170).
+        let bytes = with_body(
+            "35=D|34=7|11=a|11=b|127=x|127=y|128=p|8000=N|8000=O|554=s|1=acct|99999=z|99999=w|",
+        );
+        let message = Message::parse(&bytes).unwrap();
+        assert_eq!(message.field_count(), 16);
+        for tag in [11, 127, 8000, 99_999] {
+            assert_eq!(message.optional(tag), Err(FieldError::Duplicate { tag }));
+            assert_eq!(message.required(tag), Err(FieldError::Duplicate { tag }));
+            assert_eq!(
+                message.optional_char(tag),
+                Err(FieldError::Duplicate { tag })
+            );
+        }
+        assert_eq!(message.get(11), Some(&b"a"[..]), "get gives the first");
+        assert_eq!(message.get(127), Some(&b"x"[..]));
+        assert_eq!(message.get(8000), Some(&b"N"[..]));
+        assert_eq!(message.get(99_999), Some(&b"z"[..]));
+        assert_eq!(message.optional(128), Ok(Some(&b"p"[..])));
+        assert_eq!(message.optional(554), Ok(Some(&b"s"[..])));
+        assert_eq!(message.optional(1), Ok(Some(&b"acct"[..])));
+        assert_eq!(message.required_u64(34), Ok(7));
+        // Absent, whether or not a present tag shares the filter bit.
+        for tag in [0, 2, 126, 170, 192, 8064, 99_998, 100_000, u32::MAX] {
+            assert_eq!(message.get(tag), None, "tag {tag}");
+            assert_eq!(message.optional(tag), Ok(None), "tag {tag}");
+            assert_eq!(message.required(tag), Err(FieldError::Missing { tag }));
+        }
+        // Header tags repeated.
+        let bytes = with_body("35=D|34=7|49=A|34=8|");
+        let message = Message::parse(&bytes).unwrap();
+        assert_eq!(
+            message.required_u64(tags::MSG_SEQ_NUM),
+            Err(FieldError::Duplicate { tag: 34 })
+        );
+        assert_eq!(message.get(tags::MSG_SEQ_NUM), Some(&b"7"[..]));
+        assert_eq!(message.required(tags::SENDER_COMP_ID), Ok(&b"A"[..]));
+        // A repeated MsgType: the first is the MsgType, the repeat is reported.
+        let bytes = with_body("35=D|35=8|");
+        let message = Message::parse(&bytes).unwrap();
+        assert_eq!(message.msg_type(), b"D");
+        assert_eq!(
+            message.optional(tags::MSG_TYPE),
+            Err(FieldError::Duplicate { tag: 35 })
+        );
+    }
+
+    #[test]
+    fn soh_search_finds_every_position() {
+        for length in 0..40 {
+            for soh in 0..=length {
+                let mut bytes = vec![b'x'; length];
+                if soh < length {
+                    bytes[soh] = SOH;
+                }
+                for start in 0..=length {
+                    let expected = (start..length)
+                        .find(|&at| bytes[at] == SOH)
+                        .unwrap_or(length);
+                    assert_eq!(find_soh(&bytes, start), expected, "{length} {soh} {start}");
+                }
+            }
+        }
+        // Bytes next to SOH in value (0x00, 0x02, 0x81) are not SOH.
+        let bytes = [0x00, 0x02, 0x81, 0x80, 0xff, 0x00, 0x02, 0x03, 0x01, 0x01];
+        assert_eq!(find_soh(&bytes, 0), 8);
+    }
+
     fn field_value() -> impl Strategy<Value = Vec<u8>> {
         proptest::collection::vec(0x20u8..0x7f, 1..24)
     }
 
     proptest! {
+        #[test]
+        fn exact_decimals_agree_with_the_matcher(
+            text in "[-+]?[0-9]{0,19}(\\.[0-9]{0,18})?",
+            junk in "[-+.0-9a ]{0,12}",
+            exponent in -22i8..=22,
+        ) {
+            // At most 37 digits: the matcher's i128 mantissa cannot overflow.
+            for text in [&text, &junk] {
+                prop_assert_eq!(
+                    parse_decimal(text.as_bytes(), exponent),
+                    matcher::decimal::parse_units(text, exponent),
+                    "{:?} in units of 10^{}", text, exponent
+                );
+            }
+        }
+
+        #[test]
+        fn accessors_agree_with_a_scan_of_the_fields(
+            fields in proptest::collection::vec(
+                (prop::sample::select(vec![1u32, 11, 34, 44, 63, 64, 127, 128, 191, 554, 8000,
+                    99_999]), field_value()),
+                0..24),
+        ) {
+            let mut buffer = vec![0u8; MESSAGE_LENGTH_MAX];
+            let mut writer = Writer::new(&mut buffer, b"FIX.4.4", b"D");
+            for (tag, value) in &fields {
+                writer.bytes(*tag, value);
+            }
+            let length = writer.finish().unwrap();
+            let message = Message::parse(&buffer[..length]).unwrap();
+            prop_assert_eq!(message.field_count(), fields.len() + 4);
+            let listed: Vec<_> = message.fields().skip(3).take(fields.len()).collect();
+            let expected: Vec<_> = fields.iter().map(|(tag, value)| (*tag, &value[..])).collect();
+            prop_assert_eq!(listed, expected);
+            for tag in [1u32, 11, 34, 44, 63, 64, 127, 128, 191, 192, 554, 8000, 99_999] {
+                let values: Vec<&[u8]> =
+                    fields.iter().filter(|(t, _)| *t == tag).map(|(_, v)| &v[..]).collect();
+                prop_assert_eq!(message.get(tag), values.first().copied());
+                let optional = match values.len() {
+                    0 => Ok(None),
+                    1 => Ok(Some(values[0])),
+                    _ => Err(FieldError::Duplicate { tag }),
+                };
+                prop_assert_eq!(message.optional(tag), optional);
+            }
+        }
+
         #[test]
         fn round_trip(
             msg_type in "[0-9A-Za-z]{1,2}",
