@@ -732,15 +732,50 @@ impl<'b> Writer<'b> {
         }
     }
 
-    fn tag(&mut self, tag: u32) {
-        self.unsigned(u64::from(tag));
-        self.put(b"=");
+    /// The next `length` bytes of the buffer, and the position moved past them; `None` (and
+    /// the overflow remembered) if they do not fit.
+    #[inline]
+    fn reserve(&mut self, length: usize) -> Option<&mut [u8]> {
+        let start = self.position;
+        match self.buffer.get_mut(start..start + length) {
+            Some(target) => {
+                self.position = start + length;
+                Some(target)
+            }
+            None => {
+                self.overflow = true;
+                None
+            }
+        }
     }
 
+    #[inline]
+    fn tag(&mut self, tag: u32) {
+        let value = u64::from(tag);
+        let digits = decimal_digits(value);
+        if let Some(target) = self.reserve(digits + 1) {
+            write_digits(value, &mut target[..digits]);
+            target[digits] = b'=';
+        }
+    }
+
+    #[inline]
     fn unsigned(&mut self, value: u64) {
-        let mut digits = [0u8; INTEGER_DIGITS_MAX];
-        let start = format_u128(u128::from(value), &mut digits);
-        self.put(&digits[start..]);
+        if let Some(target) = self.reserve(decimal_digits(value)) {
+            write_digits(value, target);
+        }
+    }
+
+    /// `value` left-padded with zeros to `width` digits (`width` at least its digit count).
+    #[inline]
+    fn zero_padded(&mut self, value: u64, width: usize) {
+        let digits = decimal_digits(value);
+        debug_assert!(digits <= width);
+        if let Some(target) = self.reserve(width) {
+            let (zeros, rest) = target.split_at_mut(width - digits);
+            zeros.fill(b'0');
+            write_digits(value, rest);
+        }
     }
 
     /// A field with a raw value (must not contain SOH; values taken from parsed messages never
@@ -773,9 +808,40 @@ impl<'b> Writer<'b> {
     /// (`decimal(44, 10120, -2)` writes `44=101.2`).
     pub fn decimal(&mut self, tag: u32, value: i128, exponent: i8) {
         self.tag(tag);
-        let mut text = [0u8; DECIMAL_TEXT_MAX];
-        let length = format_decimal(value, exponent, &mut text);
-        self.put(&text[..length]);
+        match u64::try_from(value.unsigned_abs()) {
+            // Fast path (every price and quantity in practice): u64 digits, one division.
+            Ok(magnitude) if exponent.unsigned_abs() < POW10.len() as u8 => {
+                if value < 0 {
+                    self.put(b"-");
+                }
+                if exponent >= 0 {
+                    self.unsigned(magnitude);
+                    if magnitude != 0 {
+                        self.put(&[b'0'; 19][..exponent as usize]);
+                    }
+                } else {
+                    let width = usize::from(exponent.unsigned_abs());
+                    let scale = POW10[width];
+                    self.unsigned(magnitude / scale);
+                    let mut fraction = magnitude % scale;
+                    if fraction != 0 {
+                        // Trailing fractional zeros dropped.
+                        let mut width = width;
+                        while fraction.is_multiple_of(10) {
+                            fraction /= 10;
+                            width -= 1;
+                        }
+                        self.put(b".");
+                        self.zero_padded(fraction, width);
+                    }
+                }
+            }
+            _ => {
+                let mut text = [0u8; DECIMAL_TEXT_MAX];
+                let length = format_decimal(value, exponent, &mut text);
+                self.put(&text[..length]);
+            }
+        }
         self.put(&[SOH]);
     }
 
@@ -804,14 +870,12 @@ impl<'b> Writer<'b> {
             return Err(EncodeError::BufferTooSmall);
         }
         let body_length = self.position - self.body_start;
-        let mut digits = [0u8; INTEGER_DIGITS_MAX];
-        let start = format_u128(body_length as u128, &mut digits);
-        let digit_count = INTEGER_DIGITS_MAX - start;
+        let digit_count = decimal_digits(body_length as u64);
         if digit_count > BODY_LENGTH_DIGITS_RESERVED {
             return Err(EncodeError::Oversized);
         }
         let at = self.body_length_at;
-        self.buffer[at..at + digit_count].copy_from_slice(&digits[start..]);
+        write_digits(body_length as u64, &mut self.buffer[at..at + digit_count]);
         self.buffer[at + digit_count] = SOH;
         let new_body_start = at + digit_count + 1;
         self.buffer
@@ -832,6 +896,42 @@ impl<'b> Writer<'b> {
             return Err(EncodeError::Oversized);
         }
         Ok(self.position)
+    }
+}
+
+/// "00" to "99": two digits per table access when formatting.
+const DIGIT_PAIRS: [[u8; 2]; 100] = {
+    let mut table = [[0u8; 2]; 100];
+    let mut n = 0;
+    while n < 100 {
+        table[n] = [b'0' + (n / 10) as u8, b'0' + (n % 10) as u8];
+        n += 1;
+    }
+    table
+};
+
+/// Number of decimal digits of `value` (1 for 0).
+#[inline]
+fn decimal_digits(value: u64) -> usize {
+    value.checked_ilog10().map_or(1, |log| log as usize + 1)
+}
+
+/// Writes the digits of `value` right-aligned in `out`, two at a time; `out` must be at least
+/// [`decimal_digits`] long (a longer `out` keeps its leading bytes).
+#[inline]
+fn write_digits(mut value: u64, out: &mut [u8]) {
+    let mut at = out.len();
+    while value >= 100 {
+        at -= 2;
+        out[at..at + 2].copy_from_slice(&DIGIT_PAIRS[(value % 100) as usize]);
+        value /= 100;
+    }
+    if value >= 10 {
+        at -= 2;
+        out[at..at + 2].copy_from_slice(&DIGIT_PAIRS[value as usize]);
+    } else {
+        at -= 1;
+        out[at] = b'0' + value as u8;
     }
 }
 
@@ -918,20 +1018,18 @@ pub fn format_timestamp(unix_ns: u64) -> [u8; TIMESTAMP_LENGTH] {
         second_of_day % 60,
     );
     let mut out = [0u8; TIMESTAMP_LENGTH];
-    let mut put = |at: usize, value: u64, width: usize| {
-        let mut value = value;
-        for index in (at..at + width).rev() {
-            out[index] = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-    };
-    put(0, year, 4);
-    put(4, month, 2);
-    put(6, day, 2);
-    put(9, hour, 2);
-    put(12, minute, 2);
-    put(15, second, 2);
-    put(18, millis, 3);
+    // Every value below 100 except the year (4 digits, below 10,000 for any u64 of ns: year
+    // 2554 at most) and the milliseconds (3 digits).
+    let pair = |value: u64| DIGIT_PAIRS[value as usize % 100];
+    out[0..2].copy_from_slice(&pair(year / 100));
+    out[2..4].copy_from_slice(&pair(year));
+    out[4..6].copy_from_slice(&pair(month));
+    out[6..8].copy_from_slice(&pair(day));
+    out[9..11].copy_from_slice(&pair(hour));
+    out[12..14].copy_from_slice(&pair(minute));
+    out[15..17].copy_from_slice(&pair(second));
+    out[18] = b'0' + (millis / 100) as u8;
+    out[19..21].copy_from_slice(&pair(millis));
     out[8] = b'-';
     out[11] = b':';
     out[14] = b':';
@@ -1303,11 +1401,117 @@ mod tests {
         assert_eq!(find_soh(&bytes, 0), 8);
     }
 
+    #[test]
+    fn decimal_and_integer_edges() {
+        let written = |value: i128, exponent: i8| {
+            let mut buffer = [0u8; 512];
+            let mut writer = Writer::new(&mut buffer, b"FIX.4.4", b"8");
+            writer.decimal(tags::PRICE, value, exponent);
+            let length = writer.finish().unwrap();
+            let message = Message::parse(&buffer[..length]).unwrap();
+            String::from_utf8(message.get(tags::PRICE).unwrap().to_vec()).unwrap()
+        };
+        let max = i128::from(u64::MAX);
+        for (value, exponent, text) in [
+            (max, 0, "18446744073709551615"),
+            (-max, 0, "-18446744073709551615"),
+            (max, -19, "1.8446744073709551615"),
+            (-max, -19, "-1.8446744073709551615"),
+            (max, -20, "0.18446744073709551615"),
+            (max + 1, 0, "18446744073709551616"),
+            (-max - 1, -2, "-184467440737095516.16"),
+            (max, 1, "184467440737095516150"),
+            (1, 19, "10000000000000000000"),
+            (1, 20, "100000000000000000000"),
+            (0, 19, "0"),
+            (0, -19, "0"),
+            (10_000_000_000_000_000_000, -19, "1"),
+            (10_000_000_000_000_000_001, -19, "1.0000000000000000001"),
+            (1, -19, "0.0000000000000000001"),
+            (-1, -20, "-0.00000000000000000001"),
+            (100_500, -4, "10.05"),
+            (100_000, -4, "10"),
+            (-7, 0, "-7"),
+            (9, -1, "0.9"),
+            (99, -1, "9.9"),
+            (100, -1, "10"),
+        ] {
+            assert_eq!(written(value, exponent), text, "{value} x 10^{exponent}");
+        }
+        let mut buffer = [0u8; 4096];
+        let mut writer = Writer::new(&mut buffer, b"FIX.4.4", b"0");
+        let mut values = vec![0, u64::MAX, u64::MAX - 1];
+        for power in POW10 {
+            values.extend([power - 1, power, power + 1]);
+        }
+        for (index, value) in values.iter().enumerate() {
+            writer.u64(1000 + index as u32, *value);
+        }
+        let length = writer.finish().unwrap();
+        let message = Message::parse(&buffer[..length]).unwrap();
+        for (index, value) in values.iter().enumerate() {
+            assert_eq!(
+                message.get(1000 + index as u32),
+                Some(value.to_string().as_bytes())
+            );
+        }
+        assert_eq!(
+            &format_timestamp(u64::MAX),
+            b"25540721-23:34:33.709",
+            "the latest time a u64 of ns holds"
+        );
+    }
+
     fn field_value() -> impl Strategy<Value = Vec<u8>> {
         proptest::collection::vec(0x20u8..0x7f, 1..24)
     }
 
     proptest! {
+        #[test]
+        fn decimal_fields_are_format_decimal(
+            value in prop_oneof![
+                any::<i64>().prop_map(i128::from),
+                any::<u64>().prop_map(i128::from),
+                any::<u64>().prop_map(|v| -i128::from(v)),
+                any::<i128>(),
+                -100_000i128..100_000,
+            ],
+            exponent in prop_oneof![-21i8..=21, any::<i8>()],
+        ) {
+            let mut buffer = [0u8; 512];
+            let mut writer = Writer::new(&mut buffer, b"FIX.4.4", b"8");
+            writer.decimal(tags::PRICE, value, exponent);
+            let length = writer.finish().unwrap();
+            let message = Message::parse(&buffer[..length]).unwrap();
+            let mut text = [0u8; DECIMAL_TEXT_MAX];
+            let text_length = format_decimal(value, exponent, &mut text);
+            prop_assert_eq!(message.get(tags::PRICE), Some(&text[..text_length]));
+        }
+
+        #[test]
+        fn integers_and_timestamps_are_written_exactly(value in any::<u64>(), tag in 1u32..=TAG_MAX) {
+            let mut buffer = [0u8; 256];
+            let mut writer = Writer::new(&mut buffer, b"FIX.4.4", b"0");
+            writer.u64(tag, value);
+            writer.timestamp(tags::SENDING_TIME, value);
+            let length = writer.finish().unwrap();
+            let message = Message::parse(&buffer[..length]).unwrap();
+            let fields: Vec<_> = message.fields().skip(3).collect();
+            let text = value.to_string();
+            prop_assert_eq!(fields[0], (tag, text.as_bytes()));
+            // The timestamp against a digit-by-digit rendering of the same calendar fields.
+            let seconds = value / 1_000_000_000;
+            let (year, month, day) = civil_from_days(seconds / 86_400);
+            let expected = format!(
+                "{year:04}{month:02}{day:02}-{:02}:{:02}:{:02}.{:03}",
+                seconds % 86_400 / 3600,
+                seconds % 3600 / 60,
+                seconds % 60,
+                value / 1_000_000 % 1000
+            );
+            prop_assert_eq!(fields[1], (tags::SENDING_TIME, expected.as_bytes()));
+        }
+
         #[test]
         fn exact_decimals_agree_with_the_matcher(
             text in "[-+]?[0-9]{0,19}(\\.[0-9]{0,18})?",
