@@ -429,17 +429,37 @@ pub fn wait_settled(nodes: &[NodeChild], timeout: Duration) -> Result<()> {
     }
 }
 
+/// What `exchange cluster up` starts.
+#[derive(Debug, Clone)]
+pub struct ClusterUp {
+    pub nodes: u8,
+    pub dir: PathBuf,
+    /// Replication ports are base..base+nodes, ingress ports base+100..
+    pub base_port: u16,
+    /// Stop by itself after this long.
+    pub duration: Option<Duration>,
+    pub status_ms: u64,
+    /// Idle strategy of the nodes and their drivers.
+    pub idle: String,
+    /// FIX gateway port (0: no gateway).
+    pub fix_port: u16,
+    /// Start the market-data feed publisher.
+    pub feed: bool,
+}
+
 /// `exchange cluster up`.
-pub fn cluster_up(
-    nodes: u8,
-    dir: &Path,
-    base_port: u16,
-    duration: Option<Duration>,
-    status_ms: u64,
-    idle: &str,
-    fix_port: u16,
-    feed: bool,
-) -> Result<ExitCode> {
+pub fn cluster_up(up: &ClusterUp) -> Result<ExitCode> {
+    let ClusterUp {
+        nodes,
+        ref dir,
+        base_port,
+        duration,
+        status_ms,
+        ref idle,
+        fix_port,
+        feed,
+    } = *up;
+    let dir: &Path = dir;
     if !(1..=sequencer::protocol::MEMBERS_MAX as u8).contains(&nodes) {
         bail!(
             "--nodes {nodes}: a cluster has 1 to {} members",
