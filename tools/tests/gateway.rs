@@ -219,8 +219,20 @@ fn spawn_gateway(config: &Path) -> (Child, std::sync::mpsc::Receiver<String>) {
     (child, receiver)
 }
 
-#[test]
-fn fix_orders_cross_through_the_cluster_and_a_leader_kill_is_invisible() {
+/// Three node processes and a gateway process in front of them, started.
+struct Setup {
+    dir: tempfile::TempDir,
+    configs: Vec<PathBuf>,
+    nodes: Vec<NodeChild>,
+    /// The FIX port.
+    port: u16,
+    gateway: Child,
+    /// The gateway's stdout lines after its start line.
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+/// Starts a 3-node cluster and a gateway (client id `client_id`) in a temporary directory.
+fn start(client_id: u64) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let base = free_base_port(3).unwrap();
     let configs: Vec<PathBuf> = write_local_cluster(
@@ -231,19 +243,39 @@ fn fix_orders_cross_through_the_cluster_and_a_leader_kill_is_invisible() {
         "driver_idle = \"backoff\"",
     )
     .unwrap();
-    let mut nodes: Vec<NodeChild> = configs
+    let nodes: Vec<NodeChild> = configs
         .iter()
         .map(|c| NodeChild::spawn(Path::new(EXCHANGE), c, false).unwrap())
         .collect();
     let ingress = NodeConfig::load(&configs[0]).unwrap().ingress;
     let gateway_config = dir.path().join("gateway.toml");
-    let port =
-        tools::gateway_cmd::write_local_gateway(&gateway_config, &ingress, 77, None).unwrap();
-    let (mut gateway, lines) = spawn_gateway(&gateway_config);
+    let port = tools::gateway_cmd::write_local_gateway(&gateway_config, &ingress, client_id, None)
+        .unwrap();
+    let (gateway, lines) = spawn_gateway(&gateway_config);
     let started = lines
         .recv_timeout(Duration::from_secs(60))
         .expect("the gateway's start line");
     assert!(started.starts_with("gateway: FIX on"), "{started}");
+    Setup {
+        dir,
+        configs,
+        nodes,
+        port,
+        gateway,
+        lines,
+    }
+}
+
+#[test]
+fn fix_orders_cross_through_the_cluster_and_a_leader_kill_is_invisible() {
+    let Setup {
+        dir,
+        configs,
+        mut nodes,
+        port,
+        mut gateway,
+        lines,
+    } = start(77);
 
     let mut buyer = FixClient::connect(port, "CLIENT1", "FIX.4.4");
     let mut seller = FixClient::connect(port, "CLIENT2", "FIX.4.4");
@@ -481,29 +513,13 @@ fn a_third_party_fix_client_trades_through_the_gateway_and_the_cluster() {
         "{} is missing: run scripts/setup.sh (it installs simplefix there)",
         python.display()
     );
-    let dir = tempfile::tempdir().unwrap();
-    let base = free_base_port(3).unwrap();
-    let configs: Vec<PathBuf> = write_local_cluster(
-        dir.path(),
-        3,
-        base,
-        "status_interval_ms = 100",
-        "driver_idle = \"backoff\"",
-    )
-    .unwrap();
-    let nodes: Vec<NodeChild> = configs
-        .iter()
-        .map(|c| NodeChild::spawn(Path::new(EXCHANGE), c, false).unwrap())
-        .collect();
-    let ingress = NodeConfig::load(&configs[0]).unwrap().ingress;
-    let gateway_config = dir.path().join("gateway.toml");
-    let port =
-        tools::gateway_cmd::write_local_gateway(&gateway_config, &ingress, 78, None).unwrap();
-    let (mut gateway, lines) = spawn_gateway(&gateway_config);
-    let started = lines
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the gateway's start line");
-    assert!(started.starts_with("gateway: FIX on"), "{started}");
+    let Setup {
+        dir,
+        nodes,
+        port,
+        mut gateway,
+        ..
+    } = start(78);
     for (sender, version) in [("CLIENT1", "FIX.4.4"), ("CLIENT3", "FIX.4.2")] {
         let mut child = Command::new(&python)
             .arg(root.join("gateway/tests/interop/simplefix_client.py"))
