@@ -307,6 +307,40 @@ impl Response {
     }
 }
 
+/// What a response says about the leader: None when it is about a command; else the member to
+/// move to, if any (a new-leader announcement of a newer term than `leader_term`, which it
+/// updates, or a "not leader" reject naming the leader).
+pub fn leader_news(response: &Response, leader_term: &mut u64) -> Option<Option<usize>> {
+    if response.kind == RESPONSE_NEW_LEADER {
+        if response.client_sequence > *leader_term {
+            *leader_term = response.client_sequence;
+            return Some(Some(response.sequence as usize));
+        }
+        return Some(None);
+    }
+    if response.kind != RESPONSE_COMMITTED && response.reason == REASON_NOT_LEADER {
+        return Some((response.sequence > 0).then(|| response.sequence as usize - 1));
+    }
+    None
+}
+
+/// A publication to every member's client ingress (`endpoints`, by node id), each waited for
+/// while `invoke` runs: what clients and learners send their requests on.
+pub fn ingress_publications(
+    aeron: &Aeron,
+    endpoints: &[String],
+    invoke: &dyn Fn(),
+) -> Result<Vec<AeronExclusivePublication>, TransportError> {
+    let mut ingress = Vec::with_capacity(endpoints.len());
+    for endpoint in endpoints {
+        let adding = aeron
+            .async_add_exclusive_publication(&channel(endpoint), INGRESS_STREAM_ID)
+            .map_err(|e| TransportError::Aeron(format!("{e:?}")))?;
+        ingress.push(await_added(|| adding.poll(), invoke)?);
+    }
+    Ok(ingress)
+}
+
 /// One client's response channel and the responses waiting to go out on it.
 struct Session {
     endpoint: String,
@@ -526,13 +560,7 @@ impl Client {
             EGRESS_STREAM_ID,
             invoke,
         )?;
-        let mut ingress = Vec::with_capacity(ingress_endpoints.len());
-        for endpoint in ingress_endpoints {
-            let adding = aeron
-                .async_add_exclusive_publication(&channel(endpoint), INGRESS_STREAM_ID)
-                .map_err(|e| TransportError::Aeron(format!("{e:?}")))?;
-            ingress.push(await_added(|| adding.poll(), invoke)?);
-        }
+        let ingress = ingress_publications(aeron, ingress_endpoints, invoke)?;
         Ok(Client {
             client_id,
             ingress,

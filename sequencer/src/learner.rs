@@ -35,7 +35,7 @@ use journal::{Reader, RecordHeader, RECORD_HEADER_LEN};
 use rusteron_client::{Aeron, AeronExclusivePublication};
 use zerocopy::FromBytes;
 
-use crate::client::{Ingress, INGRESS_STREAM_ID};
+use crate::client::{ingress_publications, Ingress};
 use crate::protocol::{split_client_command, RECORD_CLIENT_COMMAND};
 use crate::transport::{await_added, channel, AeronReceiver, TransportError};
 
@@ -268,13 +268,7 @@ impl Learner {
     ) -> Result<Learner, TransportError> {
         let receiver =
             AeronReceiver::new_invoking(aeron, response_endpoint, LEARNER_STREAM_ID, invoke)?;
-        let mut ingress = Vec::with_capacity(ingress_endpoints.len());
-        for endpoint in ingress_endpoints {
-            let adding = aeron
-                .async_add_exclusive_publication(&channel(endpoint), INGRESS_STREAM_ID)
-                .map_err(|e| TransportError::Aeron(format!("{e:?}")))?;
-            ingress.push(await_added(|| adding.poll(), invoke)?);
-        }
+        let ingress = ingress_publications(aeron, ingress_endpoints, invoke)?;
         Ok(Learner {
             core: LearnerCore::new(
                 ingress_endpoints.len(),

@@ -25,8 +25,7 @@ use matcher::{Command, CommandRecord};
 use rusteron_client::Aeron;
 
 use crate::client::{
-    Client, Response, REASON_NOT_LEADER, REASON_SEQUENCE_GAP, RESPONSE_COMMITTED,
-    RESPONSE_NEW_LEADER,
+    leader_news, Client, REASON_SEQUENCE_GAP, RESPONSE_COMMITTED, RESPONSE_NEW_LEADER,
 };
 use crate::transport::TransportError;
 use crate::workload::{add_instrument, Workload};
@@ -476,23 +475,6 @@ pub fn run(
     report.elapsed =
         Duration::from_nanos(last_answer_ns.saturating_sub(first_measured_ns.unwrap_or(0)));
     Ok(report)
-}
-
-/// What a response says about the leader: None when it is about a command; else the member to
-/// move to, if any (a new-leader announcement of a newer term than `leader_term`, which it
-/// updates, or a "not leader" reject naming the leader).
-fn leader_news(response: &Response, leader_term: &mut u64) -> Option<Option<usize>> {
-    if response.kind == RESPONSE_NEW_LEADER {
-        if response.client_sequence > *leader_term {
-            *leader_term = response.client_sequence;
-            return Some(Some(response.sequence as usize));
-        }
-        return Some(None);
-    }
-    if response.kind != RESPONSE_COMMITTED && response.reason == REASON_NOT_LEADER {
-        return Some((response.sequence > 0).then(|| response.sequence as usize - 1));
-    }
-    None
 }
 
 fn new_order_account(command: &CommandRecord) -> u32 {

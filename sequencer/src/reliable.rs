@@ -13,10 +13,7 @@ use std::time::Duration;
 
 use rusteron_client::Aeron;
 
-use crate::client::{
-    Client, Response, REASON_NOT_LEADER, REASON_SEQUENCE_GAP, RESPONSE_COMMITTED,
-    RESPONSE_NEW_LEADER,
-};
+use crate::client::{leader_news, Client, Response, REASON_SEQUENCE_GAP, RESPONSE_COMMITTED};
 use crate::transport::TransportError;
 
 /// Most commands unanswered at once; a submit beyond it is refused (the caller counts it).
@@ -186,28 +183,17 @@ impl ReliableClient {
             ..
         } = self;
         work += client.poll(|response| {
-            if response.kind == RESPONSE_NEW_LEADER {
-                if response.client_sequence > *leader_term {
-                    *leader_term = response.client_sequence;
-                    move_to = Some(response.sequence as usize);
-                }
+            if let Some(hint) = leader_news(&response, leader_term) {
+                move_to = hint.or(move_to);
                 return;
             }
             if response.kind != RESPONSE_COMMITTED {
-                match response.reason {
-                    REASON_NOT_LEADER => {
-                        if response.sequence > 0 {
-                            move_to = Some(response.sequence as usize - 1);
-                        }
-                        return;
-                    }
-                    REASON_SEQUENCE_GAP => {
-                        let expected = response.sequence;
-                        *resend_from = Some(resend_from.map_or(expected, |r| r.min(expected)));
-                        return;
-                    }
-                    _ => counters.rejected += 1,
+                if response.reason == REASON_SEQUENCE_GAP {
+                    let expected = response.sequence;
+                    *resend_from = Some(resend_from.map_or(expected, |r| r.min(expected)));
+                    return;
                 }
+                counters.rejected += 1;
             } else {
                 counters.committed += 1;
             }
