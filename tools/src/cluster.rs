@@ -107,25 +107,34 @@ pub struct LoadOptions {
     pub gap_ms: u64,
 }
 
-fn free_udp_port() -> Result<u16> {
+/// A UDP port on 127.0.0.1 that was free a moment ago.
+pub fn free_udp_port() -> Result<u16> {
     Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
-/// `exchange loadgen`.
-pub fn loadgen(options: LoadOptions) -> Result<ExitCode> {
-    let (ingress, leader) = match (&options.ingress, &options.config) {
-        (Some(ingress), _) => (ingress.split(',').map(str::to_string).collect(), 0),
+/// The members' client ingress endpoints and the preferred first leader, from `--ingress`
+/// (comma-separated, node-id order; the first is tried first) or a node's `--config`.
+pub fn members_ingress(
+    ingress: Option<&str>,
+    config: Option<&Path>,
+) -> Result<(Vec<String>, usize)> {
+    match (ingress, config) {
+        (Some(ingress), _) => Ok((ingress.split(',').map(str::to_string).collect(), 0)),
         (None, Some(config)) => {
             let checked = NodeConfig::load(config)?;
-            (checked.ingress, checked.agent.replica.leader as usize)
+            Ok((checked.ingress, checked.agent.replica.leader as usize))
         }
         (None, None) => {
             bail!("give the members' ingress endpoints (--ingress) or a node's --config")
         }
-    };
-    let ingress: Vec<String> = ingress;
+    }
+}
+
+/// `exchange loadgen`.
+pub fn loadgen(options: LoadOptions) -> Result<ExitCode> {
+    let (ingress, leader) = members_ingress(options.ingress.as_deref(), options.config.as_deref())?;
     install_signal_handlers();
     let port = match options.response_port {
         Some(port) => port,

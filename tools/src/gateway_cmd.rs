@@ -285,11 +285,6 @@ pub fn write_local_gateway(
             .local_addr()?
             .port())
     };
-    let free_udp = || -> Result<u16> {
-        Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port())
-    };
     let fix_port = match fix_port {
         Some(port) => port,
         None => free_tcp()?,
@@ -307,8 +302,14 @@ pub fn write_local_gateway(
             "listen" => format!("listen = \"127.0.0.1:{fix_port}\""),
             "cluster_ingress" => format!("cluster_ingress = [{members}]"),
             "client_id" => format!("client_id = {client_id}"),
-            "response_endpoint" => format!("response_endpoint = \"127.0.0.1:{}\"", free_udp()?),
-            "learner_endpoint" => format!("learner_endpoint = \"127.0.0.1:{}\"", free_udp()?),
+            "response_endpoint" => format!(
+                "response_endpoint = \"127.0.0.1:{}\"",
+                crate::cluster::free_udp_port()?
+            ),
+            "learner_endpoint" => format!(
+                "learner_endpoint = \"127.0.0.1:{}\"",
+                crate::cluster::free_udp_port()?
+            ),
             _ => line.to_string(),
         };
         text.push_str(&replaced);

@@ -10,13 +10,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use journal::{Journal, JournalConfig};
-use sequencer::config::NodeConfig;
 use sequencer::driver::{unique_dir, EmbeddedDriver};
 use sequencer::learner::Learner;
 use sequencer::runtime::{IdleStrategy, Idler};
 use sequencer::transport::connect;
 
-use crate::cluster::{install_signal_handlers, STOP};
+use crate::cluster::{free_udp_port, install_signal_handlers, members_ingress, STOP};
 
 /// Options of `exchange learn`.
 #[derive(clap::Args, Debug)]
@@ -54,13 +53,7 @@ pub struct LearnOptions {
 
 /// `exchange learn`.
 pub fn learn(options: LearnOptions) -> Result<ExitCode> {
-    let ingress: Vec<String> = match (&options.ingress, &options.config) {
-        (Some(ingress), _) => ingress.split(',').map(str::to_string).collect(),
-        (None, Some(config)) => NodeConfig::load(config)?.ingress,
-        (None, None) => {
-            bail!("give the members' ingress endpoints (--ingress) or a node's --config")
-        }
-    };
+    let (ingress, _) = members_ingress(options.ingress.as_deref(), options.config.as_deref())?;
     if options.first >= ingress.len() {
         bail!(
             "--first {} is not one of {} members",
@@ -74,9 +67,7 @@ pub fn learn(options: LearnOptions) -> Result<ExitCode> {
     let from_sequence = journal.last_sequence() + 1;
     let port = match options.port {
         Some(port) => port,
-        None => std::net::UdpSocket::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port(),
+        None => free_udp_port()?,
     };
     let endpoint = format!("{}:{port}", options.host);
     let learner_id = options

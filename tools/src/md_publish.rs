@@ -8,16 +8,15 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use marketdata::aeron::{
     run_publisher, CommittedCommand, CommittedSource, PublisherChannels, PublisherConfig,
     DEFAULT_CONTROL, DEFAULT_REQUEST, DEFAULT_SESSION,
 };
-use sequencer::config::NodeConfig;
 use sequencer::driver::{unique_dir, EmbeddedDriver};
 use sequencer::learner::Learner;
 
-use crate::cluster::{install_signal_handlers, STOP};
+use crate::cluster::{free_udp_port, install_signal_handlers, members_ingress, STOP};
 
 /// Options of `exchange md publish`.
 #[derive(clap::Args, Debug)]
@@ -91,30 +90,15 @@ impl CommittedSource for LearnerSource {
     }
 }
 
-fn ingress_of(config: &Option<PathBuf>, ingress: &Option<String>) -> Result<Vec<String>> {
-    Ok(match (ingress, config) {
-        (Some(ingress), _) => ingress.split(',').map(str::to_string).collect(),
-        (None, Some(config)) => NodeConfig::load(config)?.ingress,
-        (None, None) => {
-            bail!("give the members' ingress endpoints (--ingress) or a node's --config")
-        }
-    })
-}
-
 /// `exchange md publish`.
 pub fn publish(options: PublishOptions) -> Result<ExitCode> {
-    let ingress = ingress_of(&options.config, &options.ingress)?;
+    let (ingress, _) = members_ingress(options.ingress.as_deref(), options.config.as_deref())?;
     install_signal_handlers();
     let driver = EmbeddedDriver::launch(&unique_dir("md-publish"))?;
     let aeron = sequencer::transport::connect(driver.dir())?;
     let endpoint = match &options.learner_endpoint {
         Some(endpoint) => endpoint.clone(),
-        None => format!(
-            "127.0.0.1:{}",
-            std::net::UdpSocket::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port()
-        ),
+        None => format!("127.0.0.1:{}", free_udp_port()?),
     };
     let learner = Learner::connect(
         &aeron,

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sequencer::config::{free_base_port, write_local_cluster};
-use tools::cluster::{leader_of, wait_settled, NodeChild};
+use tools::cluster::{free_udp_port, leader_of, wait_settled, NodeChild};
 
 const EXCHANGE: &str = env!("CARGO_BIN_EXE_exchange");
 
@@ -83,14 +83,6 @@ fn number_after(line: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no number after {key:?} in {line:?}"))
 }
 
-fn free_udp() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn the_feed_continues_across_leader_kills_without_gap_or_duplicate() {
     let dir = tempfile::tempdir().unwrap();
@@ -107,9 +99,9 @@ fn the_feed_continues_across_leader_kills_without_gap_or_duplicate() {
         .iter()
         .map(|c| NodeChild::spawn(Path::new(EXCHANGE), c, false).unwrap())
         .collect();
-    let control = format!("127.0.0.1:{}", free_udp());
-    let request = format!("127.0.0.1:{}", free_udp());
-    let endpoint = format!("127.0.0.1:{}", free_udp());
+    let control = format!("127.0.0.1:{}", free_udp_port().unwrap());
+    let request = format!("127.0.0.1:{}", free_udp_port().unwrap());
+    let endpoint = format!("127.0.0.1:{}", free_udp_port().unwrap());
     let publisher = Lines::spawn(
         Command::new(EXCHANGE)
             .args(["md", "publish", "--config"])
