@@ -201,25 +201,17 @@ pub fn add_subscription(
 }
 
 /// For callers whose media driver has its own thread (or is another process).
-pub fn no_invoke() {}
+pub use sequencer::transport::no_invoke;
 
+/// Waits (bounded) for an added publication or subscription: the sequencer's wait, its error as
+/// ours.
 fn await_added<T>(
-    mut poll: impl FnMut() -> Result<Option<T>, AeronCError>,
+    poll: impl FnMut() -> Result<Option<T>, AeronCError>,
     invoke: &dyn Fn(),
 ) -> Result<T, RuntimeError> {
-    let deadline = std::time::Instant::now() + CONNECT_TIMEOUT;
-    loop {
-        if let Some(resource) = poll().map_err(aeron_error)? {
-            return Ok(resource);
-        }
-        if std::time::Instant::now() > deadline {
-            return Err(RuntimeError::Aeron(format!(
-                "the media driver did not answer within {CONNECT_TIMEOUT:?}"
-            )));
-        }
-        invoke();
-        std::thread::sleep(Duration::from_micros(200));
-    }
+    sequencer::transport::await_added(poll, invoke).map_err(
+        |sequencer::transport::TransportError::Aeron(message)| RuntimeError::Aeron(message),
+    )
 }
 
 /// What became of an offer.
