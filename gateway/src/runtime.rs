@@ -155,7 +155,6 @@ impl<S: MessageStore> GatewayRuntime<S> {
         let mut events = Vec::with_capacity(1024);
         let mut counters = RuntimeCounters::default();
         let mut last_own = 0u64;
-        let mut instruments_present = Vec::new();
         // Catch up: the log as far as a member serves it, heard at least once.
         let deadline = Instant::now() + CATCH_UP_TIMEOUT;
         let mut client_sequence = 0u64;
@@ -166,11 +165,6 @@ impl<S: MessageStore> GatewayRuntime<S> {
                 if let Some((client_id, sequence_of_client, command)) = record.client_command() {
                     if client_id == config.client_id {
                         last_own = last_own.max(sequence_of_client);
-                    }
-                    if let Ok(record_cmd) = CommandRecord::read_from_bytes(command) {
-                        if let Ok(Command::AddInstrument(instrument)) = record_cmd.decode() {
-                            instruments_present.push(instrument.instrument_id);
-                        }
                     }
                     events.clear();
                     matcher.apply_payload(
@@ -193,7 +187,7 @@ impl<S: MessageStore> GatewayRuntime<S> {
                 // them.
                 client_sequence = last_own;
                 for instrument in &config.instruments {
-                    if !instruments_present.contains(&instrument.instrument_id) {
+                    if matcher.instrument(instrument.instrument_id).is_none() {
                         client_sequence += 1;
                         to_add.push((
                             client_sequence,

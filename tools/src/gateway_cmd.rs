@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -376,6 +375,5 @@ pub fn run(config: &Path) -> Result<ExitCode> {
         runtime.matcher_state_hash()
     );
     result.context("gateway")?;
-    let _ = STOP.load(Ordering::Acquire);
     Ok(ExitCode::SUCCESS)
 }
