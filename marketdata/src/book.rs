@@ -14,7 +14,7 @@
 
 use crate::checksum::Checksum;
 use crate::itch::{self, BuySell, Header, Message};
-use crate::mapping::MessageSink;
+use crate::mapping::{encode_to, MessageSink};
 use crate::table::Table;
 
 const NIL: u32 = u32::MAX;
@@ -639,13 +639,8 @@ impl Book {
         let timestamp_ns = timestamp_ns % itch::NANOSECONDS_PER_DAY;
         let mut count = 0u64;
         let mut put = |message: &Message| {
-            let mut buffer = [0u8; itch::MESSAGE_LEN_MAX];
-            let len = match message.encode(&mut buffer) {
-                Ok(len) => len,
-                Err(error) => unreachable!("snapshot message does not encode: {error}"),
-            };
             count += 1;
-            sink.message(count, &buffer[..len]);
+            encode_to(message, count, sink);
         };
         for stock_locate in self.stock_locates() {
             let Ok(book) = self.instrument_book(stock_locate) else {

@@ -16,6 +16,18 @@ use matcher::{
     STATUS_HALTED, STATUS_TRADING,
 };
 
+/// Encodes `message` and hands it to `sink` as feed sequence `sequence`. Messages built by the
+/// feed always encode: their timestamps are reduced modulo a day and every message fits the
+/// buffer.
+pub(crate) fn encode_to(message: &Message, sequence: u64, sink: &mut (impl MessageSink + ?Sized)) {
+    let mut buffer = [0u8; itch::MESSAGE_LEN_MAX];
+    let len = match message.encode(&mut buffer) {
+        Ok(len) => len,
+        Err(error) => unreachable!("the feed built an unencodable message: {error}"),
+    };
+    sink.message(sequence, &buffer[..len]);
+}
+
 /// Largest ITCH `Price(4)` value (429,496.7295).
 pub const PRICE_ITCH_MAX: u32 = u32::MAX;
 /// Largest number of shares in one ITCH order field.
@@ -474,13 +486,7 @@ impl FeedEncoder {
     }
 
     fn emit(&mut self, message: &Message, sink: &mut (impl MessageSink + ?Sized)) {
-        let mut buffer = [0u8; itch::MESSAGE_LEN_MAX];
-        // The header's timestamp is reduced modulo a day and every message fits the buffer.
-        let len = match message.encode(&mut buffer) {
-            Ok(len) => len,
-            Err(error) => unreachable!("encoder built an unencodable message: {error}"),
-        };
-        sink.message(self.sequence_next, &buffer[..len]);
+        encode_to(message, self.sequence_next, sink);
         self.sequence_next += 1;
         self.counters.messages += 1;
     }
@@ -787,13 +793,8 @@ impl FeedEncoder {
         let timestamp_ns = timestamp_ns % itch::NANOSECONDS_PER_DAY;
         let mut count = 0u64;
         let mut put = |message: &Message| {
-            let mut buffer = [0u8; itch::MESSAGE_LEN_MAX];
-            let len = match message.encode(&mut buffer) {
-                Ok(len) => len,
-                Err(error) => unreachable!("snapshot message does not encode: {error}"),
-            };
             count += 1;
-            sink.message(count, &buffer[..len]);
+            encode_to(message, count, sink);
         };
         let mut failure = None;
         for (index, slot) in self.instruments.iter().enumerate() {
