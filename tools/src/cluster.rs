@@ -105,6 +105,31 @@ pub struct LoadOptions {
     /// --print-gaps).
     #[arg(long, default_value_t = 50)]
     pub gap_ms: u64,
+    /// Send the orders over FIX to the gateway at this `host:port` instead of over Aeron
+    /// ingress (one session; latency to each request's first ExecutionReport or
+    /// OrderCancelReject).
+    #[arg(long, conflicts_with_all = ["config", "ingress"])]
+    pub fix: Option<String>,
+    /// With --fix: our SenderCompID (a session the gateway is configured for).
+    #[arg(long, default_value = "CLIENT1", requires = "fix")]
+    pub sender: String,
+    /// With --fix: the gateway's CompID.
+    #[arg(long, default_value = "EXCH", requires = "fix")]
+    pub target: String,
+    /// With --fix: FIX.4.4 or FIX.4.2.
+    #[arg(long, default_value = "FIX.4.4", requires = "fix")]
+    pub fix_version: String,
+    /// With --fix: symbols of the seeded order flow, comma-separated.
+    #[arg(long, default_value = "DEMO", requires = "fix")]
+    pub symbols: String,
+    /// With --fix: send the requests of this CSV order file instead of the seeded flow
+    /// (columns: action,cl_ord_id,orig_cl_ord_id,symbol,side,type,price,quantity,
+    /// time_in_force,account; see docs/OPERATIONS.md).
+    #[arg(long, requires = "fix")]
+    pub orders_csv: Option<PathBuf>,
+    /// With --fix: write every fill received as CSV here.
+    #[arg(long, requires = "fix")]
+    pub fills_csv: Option<PathBuf>,
 }
 
 /// A UDP port on 127.0.0.1 that was free a moment ago.
@@ -134,6 +159,9 @@ pub fn members_ingress(
 
 /// `exchange loadgen`.
 pub fn loadgen(options: LoadOptions) -> Result<ExitCode> {
+    if options.fix.is_some() {
+        return loadgen_fix(options);
+    }
     let (ingress, leader) = members_ingress(options.ingress.as_deref(), options.config.as_deref())?;
     install_signal_handlers();
     let port = match options.response_port {
@@ -226,6 +254,87 @@ pub fn loadgen(options: LoadOptions) -> Result<ExitCode> {
     drop(aeron);
     drop(driver);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `exchange loadgen --fix`.
+fn loadgen_fix(options: LoadOptions) -> Result<ExitCode> {
+    use crate::fix_load::{self, FixLoadConfig, Generator, OrderSource};
+    install_signal_handlers();
+    let source = match &options.orders_csv {
+        Some(path) => OrderSource::File(fix_load::read_orders_csv(path)?.into_iter()),
+        None => OrderSource::Generated(Generator::new(
+            options.seed,
+            &format!(
+                "{}-{}-",
+                options.sender,
+                loadgen::fresh_client_id() % 1_000_000
+            ),
+            options.symbols.split(',').map(str::to_string).collect(),
+        )),
+    };
+    let config = FixLoadConfig {
+        address: options.fix.clone().expect("--fix"),
+        version: options.fix_version.clone(),
+        sender: options.sender.clone(),
+        target: options.target.clone(),
+        rate: options.rate,
+        requests: options.commands,
+        in_flight_max: options.in_flight,
+        duration: None,
+        fills_csv: options.fills_csv.clone(),
+        drain_timeout: Duration::from_secs(30),
+        progress: None,
+    };
+    println!(
+        "loadgen: FIX {} {}→{} at {}, {} requests from {}, {}",
+        config.version,
+        config.sender,
+        config.target,
+        config.address,
+        config.requests,
+        options
+            .orders_csv
+            .as_ref()
+            .map_or(format!("the seeded flow (seed {})", options.seed), |p| p
+                .display()
+                .to_string()),
+        if config.rate > 0 {
+            format!("open loop at {} requests/s", config.rate)
+        } else {
+            format!("closed loop, {} in flight", config.in_flight_max)
+        }
+    );
+    let report = fix_load::run(&config, source, &STOP)?;
+    println!(
+        "sent {} answered {} accepted {} rejected {} cancelled {} cancel rejects {} fills {} ({} lots) unanswered {} in {:.2?}",
+        report.sent,
+        report.answered,
+        report.accepted,
+        report.rejected,
+        report.cancelled,
+        report.cancel_rejects,
+        report.fills,
+        report.filled_quantity,
+        report.unanswered,
+        report.elapsed
+    );
+    println!(
+        "throughput {:.0} requests/s; first answer {}",
+        report.answered as f64 / report.elapsed.as_secs_f64().max(1e-9),
+        percentiles_us(&report.histogram)
+    );
+    if let Some(path) = &options.fills_csv {
+        println!("fills written to {}", path.display());
+    }
+    if let Some(path) = &options.hgrm {
+        write_hgrm(path, &report.histogram)?;
+        println!("histogram written to {}", path.display());
+    }
+    Ok(if report.unanswered == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Writes a histogram in HdrHistogram's percentile-distribution text format (`.hgrm`, values in

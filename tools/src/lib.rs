@@ -4,6 +4,8 @@
 pub mod chaos;
 pub mod cluster;
 pub mod demo;
+pub mod fix_client;
+pub mod fix_load;
 pub mod gateway_cmd;
 pub mod learn;
 pub mod md_publish;

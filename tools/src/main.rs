@@ -26,26 +26,43 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Runs the demo: a replicated cluster of node processes (each with its own Aeron media
-    /// driver, UDP on 127.0.0.1), a seeded order flow from the load generator over Aeron, then
-    /// proof that every replica agrees (byte-identical journals, equal state hashes and event
-    /// digests, offline replay of every journal to the same state). Exit status 1 if not.
+    /// driver, UDP on 127.0.0.1), the FIX gateway with simulated FIX traders, the ITCH feed
+    /// publisher with a subscriber rebuilding the books, and the load generator over Aeron, for
+    /// --duration seconds with progress every second; then proof that everything agrees
+    /// (byte-identical journals, equal state hashes and event digests, offline replay of every
+    /// journal to the same state, the gateway's matcher replica, the subscriber's books equal to
+    /// the feed the journal implies, every FIX request answered). Exit status 1 if not.
     Demo {
-        /// Commands to send.
-        #[arg(long, default_value_t = 1_000_000)]
-        commands: u64,
-        /// Offered commands per second (open loop); 0 = closed loop, as fast as the cluster goes.
-        #[arg(long, default_value_t = 0)]
+        /// Seconds of order flow.
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+        /// Commands per second from the load generator over Aeron ingress, open loop (0: closed
+        /// loop if --commands is given, no load generator otherwise).
+        #[arg(long, default_value_t = 20_000)]
         rate: u64,
-        /// Run the nodes in this process over an in-memory transport instead.
+        /// Commands from the load generator (default: rate × duration). With --in-process: the
+        /// commands to run (default 1,000,000).
+        #[arg(long)]
+        commands: Option<u64>,
+        /// Simulated FIX traders (0 to 3: sessions CLIENT1, CLIENT2 in FIX.4.4, CLIENT3 in
+        /// FIX.4.2), each sending orders, cancels and replaces around a drifting mid.
+        #[arg(long, default_value_t = 3)]
+        fix_clients: u8,
+        /// Requests per second of each FIX trader (open loop).
+        #[arg(long, default_value_t = 200)]
+        fix_rate: u64,
+        /// Run the nodes in this process over an in-memory transport instead (no gateway, feed
+        /// or FIX traders: the replication and matching work alone).
         #[arg(long)]
         in_process: bool,
         /// Nodes in the cluster.
         #[arg(long, default_value_t = 3)]
         nodes: u8,
-        /// Seed of the order flow.
+        /// Seed of the order flows.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Directory for the nodes' journals (default: a temporary directory, removed afterwards).
+        /// Directory for configuration, journals, session stores, the feed journal and the FIX
+        /// traders' fills (default: a temporary directory, removed afterwards).
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -204,17 +221,29 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo {
-            commands,
+            duration,
             rate,
+            commands,
+            fix_clients,
+            fix_rate,
             in_process,
             nodes,
             seed,
             dir,
         } => {
             if in_process {
-                demo::run_in_process(commands, nodes, seed, dir)
+                demo::run_in_process(commands.unwrap_or(1_000_000), nodes, seed, dir)
             } else {
-                demo::run_processes(commands, nodes, seed, rate, dir)
+                demo::run_processes(&demo::DemoOptions {
+                    duration: std::time::Duration::from_secs(duration),
+                    rate,
+                    commands,
+                    fix_clients,
+                    fix_rate,
+                    nodes,
+                    seed,
+                    dir,
+                })
             }
         }
         Command::Simulate { seeds, start, seed } => simulate(seeds, start, seed),

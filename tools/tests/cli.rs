@@ -6,14 +6,26 @@ fn exchange() -> Command {
     Command::cargo_bin("exchange").unwrap()
 }
 
-/// The README's main job: node processes over Aeron UDP, load from the load generator, proof of
-/// agreement (including an offline replay of every journal).
+/// The README's main job, short: node processes over Aeron UDP, the FIX gateway with three
+/// simulated traders, the feed publisher and a subscriber, load from the load generator; proof
+/// of agreement (offline replay of every journal, the gateway's replica, the subscriber's books
+/// against the feed the journal implies, every FIX request answered).
 #[test]
 fn demo_with_node_processes_reports_agreement() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_str().unwrap();
     let output = exchange()
-        .args(["demo", "--commands", "20000", "--dir", path])
+        .args([
+            "demo",
+            "--duration",
+            "4",
+            "--rate",
+            "5000",
+            "--fix-rate",
+            "100",
+            "--dir",
+            path,
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -23,9 +35,40 @@ fn demo_with_node_processes_reports_agreement() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        stdout.contains("commands committed  20000 of 20000 (0 rejected"),
+        stdout.contains("load generator      20000 of 20000 commands committed (0 rejected"),
         "{stdout}"
     );
+    for session in ["CLIENT1", "CLIENT2", "CLIENT3"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("  FIX {session}")))
+            .unwrap_or_else(|| panic!("no line of {session}: {stdout}"));
+        assert!(
+            line.contains("400 requests, 400 answered") && line.ends_with(", 0 unanswered"),
+            "{line}"
+        );
+        // Every fill reported to the trader is in its fills file.
+        let fills =
+            std::fs::read_to_string(dir.path().join(format!("fills-{session}.csv"))).unwrap();
+        // "... cancel rejects), N fills (Q lots), 0 unanswered"
+        let reported: usize = line
+            .split("), ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(fills.lines().count(), reported + 1, "{line}");
+        assert!(fills.starts_with("time_unix_ns,session,cl_ord_id,order_id"));
+    }
+    assert!(stdout.contains(": equal\n  market data"), "{stdout}");
+    let market_data = stdout
+        .lines()
+        .find(|l| l.starts_with("  market data "))
+        .unwrap();
+    assert!(market_data.ends_with(": equal"), "{market_data}");
     assert!(
         stdout.contains("journals            byte-identical on all 3 nodes"),
         "{stdout}"

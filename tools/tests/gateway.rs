@@ -549,6 +549,7 @@ fn a_third_party_fix_client_trades_through_the_gateway_and_the_cluster() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+    loadgen_over_fix_sends_a_csv_order_file_and_writes_the_fills(dir.path(), port);
     // SAFETY: signalling our own child.
     unsafe {
         libc::kill(gateway.id() as libc::pid_t, libc::SIGINT);
@@ -558,4 +559,77 @@ fn a_third_party_fix_client_trades_through_the_gateway_and_the_cluster() {
         .map(|id| dir.path().join(format!("journal-{id}")))
         .collect();
     tools::chaos::stop_and_verify(nodes, &dirs).unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+/// `exchange loadgen --fix` with a CSV order file (new, crossing new, replace down, IOC,
+/// cancel) against the same gateway: the fills file has exactly the expected fills; a bad file
+/// is refused naming its line and column.
+fn loadgen_over_fix_sends_a_csv_order_file_and_writes_the_fills(dir: &Path, port: u16) {
+    let orders = dir.join("orders.csv");
+    std::fs::write(
+        &orders,
+        "action,cl_ord_id,orig_cl_ord_id,symbol,side,type,price,quantity,time_in_force,account\n\
+         new,q1,,DEMO,buy,limit,123.45,10,gtc,\n\
+         new,r1,,DEMO,sell,limit,123.45,4,day,\n\
+         replace,q1r,q1,DEMO,buy,limit,123.45,8,gtc,\n\
+         new,r2,,DEMO,sell,limit,123.45,2,ioc,\n\
+         cancel,q1c,q1r,DEMO,buy,limit,123.45,2,,\n",
+    )
+    .unwrap();
+    let fills = dir.join("fills.csv");
+    let address = format!("127.0.0.1:{port}");
+    let output = Command::new(EXCHANGE)
+        .args(["loadgen", "--fix", &address, "--sender", "CLIENT2"])
+        .args(["--rate", "0", "--in-flight", "1", "--orders-csv"])
+        .arg(&orders)
+        .arg("--fills-csv")
+        .arg(&fills)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("sent 5 answered 5 accepted 3 rejected 0 cancelled 1 cancel rejects 0 fills 4 (12 lots) unanswered 0"),
+        "{stdout}"
+    );
+    let text = std::fs::read_to_string(&fills).unwrap();
+    let rows: Vec<String> = text
+        .lines()
+        .skip(1)
+        .map(|line| {
+            // Without the time, order id and exec id columns.
+            let columns: Vec<&str> = line.split(',').collect();
+            [&columns[1..3], &columns[5..]].concat().join(",")
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "CLIENT2,r1,DEMO,sell,123.45,4,4,0",
+            "CLIENT2,q1,DEMO,buy,123.45,4,4,6",
+            "CLIENT2,r2,DEMO,sell,123.45,2,2,0",
+            "CLIENT2,q1r,DEMO,buy,123.45,2,6,2",
+        ],
+        "{text}"
+    );
+    std::fs::write(
+        &orders,
+        "action,cl_ord_id,side,type,price,quantity\nnew,a,buy,limit,1.x,1\n",
+    )
+    .unwrap();
+    let output = Command::new(EXCHANGE)
+        .args(["loadgen", "--fix", &address, "--orders-csv"])
+        .arg(&orders)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("line 2, column `price`: `1.x` is not a decimal such as 500.25"),
+        "{stderr}"
+    );
 }
