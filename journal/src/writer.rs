@@ -256,6 +256,12 @@ impl Journal {
         self.payload_len_max
     }
 
+    /// Whether a group-commit thread makes appended records durable (`SyncPolicy::GroupCommit`);
+    /// with `SyncPolicy::None` nothing is synced explicitly.
+    pub fn syncs(&self) -> bool {
+        self.durability.is_some()
+    }
+
     /// How many rounds of fdatasync the group-commit thread has made.
     pub fn sync_rounds(&self) -> u64 {
         self.shared.sync_rounds()

@@ -188,8 +188,14 @@ impl Log for JournalLog {
         self.journal.position()
     }
     fn durable(&self) -> u64 {
-        // With SyncPolicy::None replication is the durability: what is appended counts.
-        self.journal.position_durable().max(self.journal.position())
+        if self.journal.syncs() {
+            // Group commit: only what the fdatasync thread has confirmed is acknowledged (and
+            // counted by a leader towards the commit).
+            self.journal.position_durable().min(self.journal.position())
+        } else {
+            // SyncPolicy::None: replication is the durability; what is appended counts.
+            self.journal.position()
+        }
     }
     fn last_sequence(&self) -> u64 {
         self.journal.last_sequence()
@@ -410,5 +416,52 @@ impl Log for ReadOnlyLog {
     }
     fn save_vote(&mut self, _vote: TermVote) -> Result<(), LogError> {
         Err(LogError::Failed("read-only log".into()))
+    }
+}
+
+#[cfg(test)]
+mod durable_tests {
+    use super::*;
+    use journal::{JournalConfig, SyncPolicy};
+
+    fn log(dir: &std::path::Path, sync: SyncPolicy) -> JournalLog {
+        let mut config = JournalConfig::new(dir);
+        config.segment_size = 1 << 20;
+        config.sync = sync;
+        JournalLog::new(Journal::open(config).unwrap()).unwrap()
+    }
+
+    fn meta(sequence: u64) -> RecordMeta {
+        RecordMeta {
+            record_type: 1,
+            flags: 0,
+            sequence,
+            term: 1,
+            timestamp_ns: sequence,
+        }
+    }
+
+    /// With group commit a node acknowledges only what the fdatasync thread has confirmed; with
+    /// no sync policy, what is appended.
+    #[test]
+    fn the_durable_end_follows_the_sync_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut none = log(&dir.path().join("none"), SyncPolicy::None);
+        let end = none.append(&meta(1), &[7; 64]).unwrap();
+        assert_eq!(none.durable(), end);
+
+        let mut group = log(&dir.path().join("group"), SyncPolicy::GroupCommit);
+        let mut end = 0;
+        for sequence in 1..=1000 {
+            end = group.append(&meta(sequence), &[7; 64]).unwrap();
+            assert!(group.durable() <= end);
+            assert_eq!(group.durable(), group.journal().position_durable().min(end));
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while group.durable() < end {
+            assert!(std::time::Instant::now() < deadline, "never synced");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(group.durable(), end);
     }
 }
