@@ -11,6 +11,7 @@
 pub mod apply;
 pub mod client;
 pub mod config;
+pub mod counters;
 pub mod driver;
 pub mod learner;
 pub mod loadgen;

@@ -469,6 +469,10 @@ impl Replica {
     pub fn commit_position(&self) -> u64 {
         self.commit_position
     }
+    /// Leader: how far member `id`'s log is known to match this one (0 otherwise).
+    pub fn match_position(&self, id: NodeId) -> u64 {
+        self.peers.get(id as usize).map_or(0, |p| p.match_position)
+    }
     pub fn stats(&self) -> ReplicaStats {
         self.stats
     }

@@ -479,6 +479,99 @@ impl NodeAgent {
         }
     }
 
+    /// Rewrites the counters file (`exchange stat`, `exchange top`) from this node's state.
+    fn write_counters(&self, counters: &mut crate::counters::CountersWriter, probe: &CommitProbe) {
+        use crate::counters::{Slot, TopOfBook, INSTRUMENTS_MAX, MEMBERS};
+        use crate::log::Log;
+        let status = self.status();
+        let node = &self.node;
+        let now_unix_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let members = node.replica.config().members as usize;
+        let values = [
+            (Slot::UpdatedUnixNs, now_unix_ns),
+            (Slot::NodeId, u64::from(status.node_id)),
+            (
+                Slot::Role,
+                match status.role {
+                    crate::replica::Role::Leader => 2,
+                    crate::replica::Role::Candidate => 1,
+                    crate::replica::Role::Follower => 0,
+                },
+            ),
+            (Slot::Leader, status.leader.map_or(u64::MAX, u64::from)),
+            (Slot::Term, status.term),
+            (Slot::LogEnd, status.log_end),
+            (Slot::Durable, node.log.durable()),
+            (Slot::LastSequence, status.last_sequence),
+            (Slot::CommitPosition, status.commit_position),
+            (Slot::AppliedPosition, status.applied_position),
+            (Slot::CommandsApplied, status.commands_applied),
+            (Slot::Trades, status.trades),
+            (Slot::Accepted, node.state.sink.accepted),
+            (Slot::Rejected, node.state.sink.rejected),
+            (Slot::Events, node.state.sink.events),
+            (Slot::CheckpointsVerified, status.checkpoints_verified),
+            (Slot::StateHash, status.state_hash),
+            (Slot::ResponsesSent, status.responses_sent),
+            (Slot::ResponsesDropped, status.responses_dropped),
+            (Slot::BackPressured, status.sends_back_pressured),
+            (Slot::InboxDropped, status.inbox_dropped),
+            (Slot::Elections, status.elections_started),
+            (Slot::Leaderships, status.leaderships),
+            (Slot::StepDowns, status.step_downs),
+            (Slot::Truncations, status.truncations),
+            (Slot::Members, members as u64),
+            (Slot::CommitDelayP50, probe.last[0]),
+            (Slot::CommitDelayP99, probe.last[1]),
+            (Slot::CommitDelayP999, probe.last[2]),
+            (Slot::CommitDelayMax, probe.last[3]),
+            (Slot::CommitDelaySamples, probe.last[4]),
+        ];
+        for (slot, value) in values {
+            counters.set(slot, value);
+        }
+        for id in 0..MEMBERS {
+            let position = if id >= members {
+                0
+            } else if id == status.node_id as usize {
+                node.log.durable()
+            } else {
+                node.replica.match_position(id as crate::protocol::NodeId)
+            };
+            counters.slots()[Slot::MatchPosition as usize + id] = position;
+        }
+        let matcher = &node.state.matcher;
+        let mut count = 0;
+        for instrument_id in 1..=matcher.config().instrument_capacity {
+            if count == INSTRUMENTS_MAX {
+                break;
+            }
+            let Some(instrument) = matcher.instrument(instrument_id) else {
+                continue;
+            };
+            let side = |side| {
+                matcher
+                    .best(instrument_id, side)
+                    .map(|level| (level.price, level.quantity))
+            };
+            counters.set_instrument(
+                count,
+                &TopOfBook {
+                    instrument_id,
+                    symbol: instrument.config.symbol,
+                    price_exponent: instrument.config.price_exponent,
+                    bid: side(matcher::Side::Buy),
+                    ask: side(matcher::Side::Sell),
+                },
+            );
+            count += 1;
+        }
+        counters.set(Slot::InstrumentCount, count as u64);
+        counters.publish();
+    }
+
     /// Stops cleanly: a last duty cycle, then the journal synced to disk.
     pub fn shutdown(&mut self) -> Result<NodeStatus, RuntimeError> {
         self.do_work()?;
@@ -525,21 +618,100 @@ pub fn run_node(
         }
     };
     on_status(&agent.status());
+    let started_unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut counters =
+        crate::counters::CountersWriter::create(&checked.agent.journal.dir, started_unix_ns)
+            .map_err(|e| {
+                RuntimeError::Config(format!(
+                    "creating the counters file in {}: {e}",
+                    checked.agent.journal.dir.display()
+                ))
+            })?;
+    let mut probe = CommitProbe::new();
     let mut idler = Idler::new(checked.idle);
     let mut next_status = checked.status_interval.map(|i| Instant::now() + i);
+    let mut next_counters = Instant::now();
     while !stop.load(Ordering::Acquire) {
         let work = agent.do_work()?;
         idler.idle(work);
+        probe.check(agent.node.replica.commit_position());
         if let (Some(at), Some(interval)) = (next_status, checked.status_interval) {
             if Instant::now() >= at {
                 on_status(&agent.status());
                 next_status = Some(at + interval);
             }
         }
+        if Instant::now() >= next_counters {
+            next_counters = Instant::now() + crate::counters::UPDATE_INTERVAL;
+            probe.sample(&agent);
+            agent.write_counters(&mut counters, &probe);
+        }
     }
     let status = agent.shutdown()?;
+    agent.write_counters(&mut counters, &probe);
     drop(agent);
     Ok(status)
+}
+
+/// The leader's commit delay, sampled: every counters update, if records beyond the commit
+/// position exist, the time until the commit passes their end. Percentiles over windows of
+/// [`CommitProbe::WINDOW`].
+struct CommitProbe {
+    pending: Option<(u64, Instant)>,
+    histogram: hdrhistogram::Histogram<u64>,
+    window_start: Instant,
+    /// p50, p99, p99.9, max, samples of the last full window.
+    last: [u64; 5],
+}
+
+impl CommitProbe {
+    const WINDOW: Duration = Duration::from_secs(5);
+
+    fn new() -> CommitProbe {
+        CommitProbe {
+            pending: None,
+            histogram: hdrhistogram::Histogram::new_with_bounds(1, 60_000_000_000, 3)
+                .expect("valid bounds"),
+            window_start: Instant::now(),
+            last: [0; 5],
+        }
+    }
+
+    #[inline]
+    fn check(&mut self, commit_position: u64) {
+        if let Some((position, at)) = self.pending {
+            if commit_position >= position {
+                self.histogram
+                    .saturating_record(at.elapsed().as_nanos().max(1) as u64);
+                self.pending = None;
+            }
+        }
+    }
+
+    fn sample(&mut self, agent: &NodeAgent) {
+        use crate::log::Log;
+        let replica = &agent.node.replica;
+        if self.pending.is_none()
+            && replica.role() == crate::replica::Role::Leader
+            && agent.node.log.end() > replica.commit_position()
+        {
+            self.pending = Some((agent.node.log.end(), Instant::now()));
+        }
+        if self.window_start.elapsed() >= Self::WINDOW {
+            let h = &self.histogram;
+            self.last = [
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.99),
+                h.value_at_quantile(0.999),
+                h.max(),
+                h.len(),
+            ];
+            self.histogram.reset();
+            self.window_start = Instant::now();
+        }
+    }
 }
 
 /// Asks the kernel for 1 µs timer slack on this thread (the default is 50 µs), so the short sleeps

@@ -9,6 +9,7 @@ pub mod fix_load;
 pub mod gateway_cmd;
 pub mod learn;
 pub mod md_publish;
+pub mod stat;
 
 use std::path::Path;
 

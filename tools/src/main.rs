@@ -138,6 +138,15 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Live counters of a running node, read from the memory-mapped counters file it keeps in
+    /// its journal directory (role, term, positions, follower lag, rates, rejects, errors,
+    /// sampled commit delay, top of book), without disturbing it. Prints a report every
+    /// --interval seconds.
+    Stat(tools::stat::StatOptions),
+    /// A terminal dashboard of a local cluster (every node's counters file under --dir): roles,
+    /// positions, lag, rates, commit delay percentiles, top of book per instrument. `q` quits;
+    /// --once prints one frame as text.
+    Top(tools::stat::TopOptions),
     /// Operator and auditor tools for a journal directory.
     Journal {
         #[command(subcommand)]
@@ -271,6 +280,8 @@ fn main() -> ExitCode {
             feed: !no_feed,
         }),
         Command::Loadgen(options) => cluster::loadgen(options),
+        Command::Stat(options) => tools::stat::stat(options),
+        Command::Top(options) => tools::stat::top(options),
         Command::Learn(options) => tools::learn::learn(options),
         Command::Gateway { config } => tools::gateway_cmd::run(&config),
         Command::Md { command } => md::run(command),

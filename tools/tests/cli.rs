@@ -351,3 +351,96 @@ fn journal_diff_names_the_first_difference() {
     );
     assert!(text.contains("DIFFERENT"), "{text}");
 }
+
+/// `exchange stat` and `exchange top` read a running cluster's counters files; a stopped
+/// node's file is shown as stale.
+#[test]
+fn stat_and_top_show_a_running_cluster_from_its_counters_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+    let base = sequencer::config::free_base_port(3).unwrap().to_string();
+    let mut cluster = std::process::Command::new(env!("CARGO_BIN_EXE_exchange"))
+        .args([
+            "cluster",
+            "up",
+            "--dir",
+            path,
+            "--fix-port",
+            "0",
+            "--no-feed",
+        ])
+        .args(["--base-port", &base, "--duration", "60"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let config = dir.path().join("node-0.toml");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !(0..3).all(|id| dir.path().join(format!("journal-{id}/counters")).exists()) {
+        assert!(std::time::Instant::now() < deadline, "no counters files");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    exchange()
+        .args(["loadgen", "--config", config.to_str().unwrap()])
+        .args(["--rate", "2000", "--commands", "2000"])
+        .assert()
+        .success();
+    // The counters are rewritten every 100 ms.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let output = exchange()
+        .args(["stat", "--config", config.to_str().unwrap(), "--count", "1"])
+        .output()
+        .unwrap();
+    let stat = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stat}");
+    let lines: Vec<&str> = stat.lines().collect();
+    assert!(lines[0].starts_with("node 0 (pid "), "{stat}");
+    assert!(!lines[0].contains("STALE"), "{stat}");
+    assert!(
+        stat.contains("errors: responses dropped 0, inbox dropped 0, back-pressured sends 0"),
+        "{stat}"
+    );
+    // 2,000 orders and the instrument.
+    assert!(stat.contains("\n  commands 2001 ("), "{stat}");
+    assert!(stat.contains("\n  DEMO (instrument 1): bid "), "{stat}");
+    let output = exchange()
+        .args(["top", "--dir", path, "--once", "--refresh-ms", "200"])
+        .output()
+        .unwrap();
+    let top = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{top}");
+    assert!(top.contains(" — 3 nodes, leader node "), "{top}");
+    let rows: Vec<&str> = top
+        .lines()
+        .filter(|l| matches!(l.split_whitespace().nth(1), Some("leader" | "follower")))
+        .collect();
+    assert_eq!(rows.len(), 3, "{top}");
+    assert!(top.lines().any(|l| l.starts_with("DEMO ")), "{top}");
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(cluster.id() as libc::pid_t, libc::SIGTERM);
+    }
+    assert!(cluster.wait().unwrap().success());
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    let output = exchange()
+        .args([
+            "stat",
+            "--dir",
+            &format!("{path}/journal-1"),
+            "--count",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let stat = String::from_utf8_lossy(&output.stdout);
+    assert!(stat.contains("STALE: the node is not running"), "{stat}");
+    let output = exchange()
+        .args(["stat", "--dir", path, "--count", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("counters: No such file or directory"),
+        "{stderr}"
+    );
+}
