@@ -7,7 +7,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.tools/venv/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: setup demo test lint bench fmt
+.PHONY: setup demo test lint bench bench-report fmt
 
 setup:
 	@bash scripts/setup.sh
@@ -31,6 +31,10 @@ bench: setup
 	$(CARGO) bench -p gateway --bench codec --features fefix-baseline
 	$(CARGO) bench -p marketdata --bench feed
 	$(CARGO) bench -p marketdata --bench latency
+
+# The whole suite, then docs/benchmark-report.md with its plots (docs/benchmark-plots/).
+bench-report: setup
+	$(CARGO) run --release -p benches --bin report
 
 fmt:
 	$(CARGO) fmt --all
