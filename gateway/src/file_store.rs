@@ -489,12 +489,26 @@ fn lock_directory(dir: &Path) -> Result<File, StoreError> {
         .write(true)
         .open(&path)
         .map_err(file_error(&path))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked { path }),
-        Err(std::fs::TryLockError::Error(source)) => Err(StoreError::File { path, source }),
+    // A lock held a moment longer than its holder (a process still exiting, or a child forked
+    // by another thread of this process holding a copy of the descriptor until its exec) is
+    // waited for, briefly; a live holder is refused.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::Locked { path }),
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(StoreError::File { path, source })
+            }
+        }
     }
 }
+
+/// How long opening a store waits for its directory's lock before refusing.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)

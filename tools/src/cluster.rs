@@ -305,19 +305,7 @@ fn loadgen_fix(options: LoadOptions) -> Result<ExitCode> {
         }
     );
     let report = fix_load::run(&config, source, &STOP)?;
-    println!(
-        "sent {} answered {} accepted {} rejected {} cancelled {} cancel rejects {} fills {} ({} lots) unanswered {} in {:.2?}",
-        report.sent,
-        report.answered,
-        report.accepted,
-        report.rejected,
-        report.cancelled,
-        report.cancel_rejects,
-        report.fills,
-        report.filled_quantity,
-        report.unanswered,
-        report.elapsed
-    );
+    println!("{} in {:.2?}", report.summary(), report.elapsed);
     println!(
         "throughput {:.0} requests/s; first answer {}",
         report.answered as f64 / report.elapsed.as_secs_f64().max(1e-9),

@@ -432,19 +432,7 @@ pub fn run_processes(options: &DemoOptions) -> Result<ExitCode> {
     }
     let mut fix_histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
     for report in &fix_reports {
-        println!(
-            "  FIX {:<8}        {} requests, {} answered ({} accepted, {} rejected, {} cancelled, {} cancel rejects), {} fills ({} lots), {} unanswered",
-            report.sender,
-            report.sent,
-            report.answered,
-            report.accepted,
-            report.rejected,
-            report.cancelled,
-            report.cancel_rejects,
-            report.fills,
-            report.filled_quantity,
-            report.unanswered
-        );
+        println!("  FIX {:<8}        {}", report.sender, report.summary());
         fix_histogram.add(&report.histogram)?;
         agree &= report.unanswered == 0 && report.sent > 0;
     }

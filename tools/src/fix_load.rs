@@ -429,6 +429,25 @@ pub struct FixLoadReport {
     pub histogram: Histogram<u64>,
 }
 
+impl FixLoadReport {
+    /// "N requests, N answered (N accepted, N rejected, N cancelled, N cancel rejects), N fills
+    /// (N lots), N unanswered".
+    pub fn summary(&self) -> String {
+        format!(
+            "{} requests, {} answered ({} accepted, {} rejected, {} cancelled, {} cancel rejects), {} fills ({} lots), {} unanswered",
+            self.sent,
+            self.answered,
+            self.accepted,
+            self.rejected,
+            self.cancelled,
+            self.cancel_rejects,
+            self.fills,
+            self.filled_quantity,
+            self.unanswered
+        )
+    }
+}
+
 /// The fills CSV's header.
 pub const FILLS_HEADER: &str =
     "time_unix_ns,session,cl_ord_id,order_id,exec_id,symbol,side,last_px,last_qty,cum_qty,leaves_qty";
