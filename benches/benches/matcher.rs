@@ -17,6 +17,7 @@
 //! (`ours,ours-hints,lobster,orderbook-rs`; `ours-hints` is our matcher given prefetch hints
 //! of the next two records, as a log reader can), `MATCHER_BENCH_MIXES` (`A,B`).
 
+use benches::{pin_to_last_core, thread_cpu_time};
 use hdrhistogram::Histogram;
 use matcher::{
     Cancel, Command, CommandRecord, Config, CountingSink, Event, EventKind, InstrumentConfig,
@@ -121,31 +122,6 @@ fn ticks_per_ns(calibration: Duration) -> f64 {
     while start.elapsed() < calibration {}
     let (elapsed, elapsed_ticks) = (start.elapsed(), ticks() - start_ticks);
     elapsed_ticks as f64 / elapsed.as_nanos() as f64
-}
-
-/// CPU time of the calling thread: unlike wall time it excludes time the thread was preempted,
-/// which on a shared 2-core machine is the largest source of noise in throughput figures.
-fn thread_cpu_time() -> Duration {
-    // SAFETY: `now` is a plain struct owned by this frame; clock_gettime only writes it.
-    let now = unsafe {
-        let mut now: libc::timespec = std::mem::zeroed();
-        let status = libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now);
-        assert_eq!(status, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-        now
-    };
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
-}
-
-fn pin_to_last_core() -> Option<usize> {
-    let cores = std::thread::available_parallelism().ok()?.get();
-    let core = cores - 1;
-    // SAFETY: `set` is a plain bitmask owned by this frame; sched_setaffinity only reads it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(core, &mut set);
-        (libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0)
-            .then_some(core)
-    }
 }
 
 // ----- streams -----

@@ -48,12 +48,27 @@ const LANES: [u64; 8] = [
 /// adversary, which `state_hash` does not need).
 #[inline(always)]
 pub fn mix_parallel(words: &[u64]) -> u64 {
+    finalize(sum_lanes(words))
+}
+
+/// The sum of [`mix_parallel`] before its finaliser: position-sensitive, not avalanching.
+#[inline(always)]
+pub fn sum_lanes(words: &[u64]) -> u64 {
     assert!(words.len() <= LANES.len());
     let mut sum = SEED;
     for (word, lane) in words.iter().zip(LANES) {
         sum = sum.wrapping_add(word.rotate_left(17).wrapping_mul(lane) ^ word);
     }
-    finalize(sum)
+    sum
+}
+
+/// Folds `value` into a running `state` with one multiply: for a fixed `value` it is a
+/// bijection of `state`, so two streams that differ in one value differ in every state after
+/// it. Order-sensitive. No avalanche: for stream digests that are only compared for equality,
+/// where [`mix2`]'s finaliser would put three dependent multiplies per value on the chain.
+#[inline(always)]
+pub fn fold(state: u64, value: u64) -> u64 {
+    (state.rotate_left(23) ^ value).wrapping_mul(MULTIPLIER_A)
 }
 
 /// Fibonacci hashing of a 64-bit key to `bits` bits (`1..=32`).
