@@ -48,16 +48,23 @@ const LANES: [u64; 8] = [
 /// adversary, which `state_hash` does not need).
 #[inline(always)]
 pub fn mix_parallel(words: &[u64]) -> u64 {
-    finalize(sum_lanes(words))
-}
-
-/// The sum of [`mix_parallel`] before its finaliser: position-sensitive, not avalanching.
-#[inline(always)]
-pub fn sum_lanes(words: &[u64]) -> u64 {
     assert!(words.len() <= LANES.len());
     let mut sum = SEED;
     for (word, lane) in words.iter().zip(LANES) {
         sum = sum.wrapping_add(word.rotate_left(17).wrapping_mul(lane) ^ word);
+    }
+    finalize(sum)
+}
+
+/// A linear hash of up to eight words: the sum of each word times its position's odd
+/// multiplier. Two inputs that differ in one word always hash differently (an odd multiplier
+/// is invertible modulo 2^64); no mixing beyond that. One multiply and one add per word.
+#[inline(always)]
+pub fn sum_products(words: &[u64]) -> u64 {
+    assert!(words.len() <= LANES.len());
+    let mut sum = SEED;
+    for (word, lane) in words.iter().zip(LANES) {
+        sum = sum.wrapping_add(word.wrapping_mul(lane));
     }
     sum
 }

@@ -241,7 +241,11 @@ impl Applier {
                 held.client_id = client_id;
                 held.client_sequence = client_sequence;
                 held.command_len = command.len();
-                held.command.0[..command.len()].copy_from_slice(command);
+                match <&[u8; LOOKAHEAD_COMMAND_LEN_MAX]>::try_from(command) {
+                    // The usual case, a fixed-size copy (a few vector moves, not a memcpy call).
+                    Ok(full) => held.command.0 = *full,
+                    Err(_) => held.command.0[..command.len()].copy_from_slice(command),
+                }
                 self.held_len += 1;
                 return true;
             }
