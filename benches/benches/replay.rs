@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use benches::{machine, median, pin_to_last_core, thread_cpu_time};
 use journal::Reader;
-use sequencer::apply::Applier;
+use sequencer::apply::{Applier, StateMachine};
 use sequencer::local::LocalCluster;
 use sequencer::log::ReadOnlyLog;
 use sequencer::node::MatcherState;
@@ -182,22 +182,39 @@ fn journal_read(dir: &Path) -> Pass {
     }
 }
 
-/// The subject: what `exchange journal replay` does, timed the same way.
-fn replay(dir: &Path, checkpoints_expected: u64) -> Pass {
+/// The matcher as a state machine that takes no prefetch hints (the trait's default no-ops):
+/// replay as it was before the applier read ahead, for comparison in the same run.
+struct WithoutHints(MatcherState);
+
+impl StateMachine for WithoutHints {
+    fn apply(&mut self, sequence: u64, timestamp_ns: u64, client: u64, client_seq: u64, c: &[u8]) {
+        self.0.apply(sequence, timestamp_ns, client, client_seq, c);
+    }
+    fn state_hash(&self) -> u64 {
+        self.0.state_hash()
+    }
+}
+
+/// The subject: what `exchange journal replay` does, timed the same way. With `hints` false,
+/// the matcher is not given the applier's prefetch hints.
+fn replay(dir: &Path, checkpoints_expected: u64, hints: bool) -> Pass {
     let mut log = ReadOnlyLog::open(dir).expect("log");
-    let mut state = MatcherState::new(matcher_config()).expect("config");
+    let mut state = WithoutHints(MatcherState::new(matcher_config()).expect("config"));
     let mut applier = Applier::new(CHECKPOINT_INTERVAL);
     let (applied, wall, cpu) = timed(|| {
-        applier
-            .apply_committed(&mut log, u64::MAX, &mut state, &mut |_| {})
-            .expect("replay")
+        let result = if hints {
+            applier.apply_committed(&mut log, u64::MAX, &mut state.0, &mut |_| {})
+        } else {
+            applier.apply_committed(&mut log, u64::MAX, &mut state, &mut |_| {})
+        };
+        result.expect("replay")
     });
     assert_eq!(applier.checkpoints_verified(), checkpoints_expected);
     Pass {
         count: applied,
         wall,
         cpu,
-        state_hash: state.matcher.state_hash(),
+        state_hash: state.0.matcher.state_hash(),
     }
 }
 
@@ -258,18 +275,21 @@ fn main() {
     // Warm the page cache and the mapping path once, untimed.
     let _ = journal_read(&dir);
 
-    let (mut alone, mut hinted, mut read, mut replayed) = (vec![], vec![], vec![], vec![]);
+    let (mut alone, mut hinted, mut read) = (vec![], vec![], vec![]);
+    let (mut replayed, mut unhinted) = (vec![], vec![]);
     for _ in 0..runs {
         alone.push(matcher_alone(&entries, false));
         hinted.push(matcher_alone(&entries, true));
         read.push(journal_read(&dir));
-        replayed.push(replay(&dir, checkpoints));
+        replayed.push(replay(&dir, checkpoints, true));
+        unhinted.push(replay(&dir, checkpoints, false));
     }
     let hash = alone[0].state_hash;
     assert!(hinted
         .iter()
         .chain(&alone)
         .chain(&replayed)
+        .chain(&unhinted)
         .all(|p| p.state_hash == hash));
     assert!(replayed.iter().all(|p| p.count == entries.len() as u64));
 
@@ -277,6 +297,7 @@ fn main() {
     let (hinted_wall, hinted_cpu) = rates(&hinted);
     let (read_wall, read_cpu) = rates(&read);
     let (replay_wall, replay_cpu) = rates(&replayed);
+    let (unhinted_wall, unhinted_cpu) = rates(&unhinted);
     println!(
         "machine: {}; {} commands; state hash {hash:016x} (every pass); median of {runs} runs",
         machine,
@@ -298,6 +319,11 @@ fn main() {
         "replay: journal read (CRC32C) + applier + matcher",
         replay_wall,
         replay_cpu,
+    );
+    row(
+        "replay without the applier's prefetch hints",
+        unhinted_wall,
+        unhinted_cpu,
     );
     row("baseline: matcher alone from memory", alone_wall, alone_cpu);
     row(
