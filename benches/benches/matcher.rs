@@ -15,7 +15,8 @@
 //! --all-targets` runs it) only a smoke run of 20,000 commands per mix is done. Environment: `MATCHER_BENCH_COMMANDS` (timed length
 //! per mix), `MATCHER_BENCH_REPLAY` (replay length, 0 to skip), `MATCHER_BENCH_ENGINES`
 //! (`ours,ours-hints,lobster,orderbook-rs`; `ours-hints` is our matcher given prefetch hints
-//! of the next two records, as a log reader can), `MATCHER_BENCH_MIXES` (`A,B`).
+//! of the next two records, as a log reader can), `MATCHER_BENCH_MIXES` (`A,B`),
+//! `MATCHER_BENCH_RESTING` (mix A's resting orders, at most 200,000; default 100,000).
 
 use benches::{pin_to_last_core, thread_cpu_time};
 use hdrhistogram::Histogram;
@@ -848,6 +849,8 @@ fn main() {
         (2_000_000, 10_000_000, MIX_A_RESTING)
     };
     let commands = env_usize("MATCHER_BENCH_COMMANDS", commands_default);
+    let resting_a = env_usize("MATCHER_BENCH_RESTING", resting_a as usize)
+        .clamp(1, MIX_A_RESTING as usize * 2) as u32;
     let replay_commands = env_usize("MATCHER_BENCH_REPLAY", replay_default);
     let engines = std::env::var("MATCHER_BENCH_ENGINES")
         .unwrap_or_else(|_| "ours,ours-hints,lobster,orderbook-rs".to_string());
