@@ -11,7 +11,8 @@
 //! it: a one-node in-process cluster sequencing the seeded workload in batches of 256, with a
 //! checkpoint record every 10,000 commands. Each measurement runs `REPLAY_BENCH_RUNS` times,
 //! alternating; the tables give medians, per wall second and per CPU second of the benchmark
-//! thread (pinned to the last core).
+//! thread (pinned to the last core). Like the `exchange` binary, the benchmark allocates with
+//! `sequencer::huge_pages::HugePageAlloc` (large arrays on transparent huge pages).
 //!
 //! `cargo bench -p benches --bench replay`. Without `--bench` (as `cargo test --all-targets` runs
 //! it) only a smoke run of 20,000 commands. Environment: `REPLAY_BENCH_COMMANDS` (default
@@ -31,6 +32,10 @@ use sequencer::node::MatcherState;
 use sequencer::protocol::{split_client_command, RECORD_CLIENT_COMMAND};
 use sequencer::replica::Submitted;
 use sequencer::workload::{add_instrument, matcher_config, Workload};
+
+/// As the `exchange` binary: the matcher's large arrays on transparent huge pages.
+#[global_allocator]
+static ALLOCATOR: sequencer::huge_pages::HugePageAlloc = sequencer::huge_pages::HugePageAlloc;
 
 /// As `exchange demo`.
 const SEGMENT_SIZE: u64 = 64 * 1024 * 1024;

@@ -12,6 +12,7 @@ pub mod apply;
 pub mod client;
 pub mod config;
 pub mod driver;
+pub mod huge_pages;
 pub mod learner;
 pub mod loadgen;
 pub mod local;

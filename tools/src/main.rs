@@ -12,6 +12,10 @@ use tools::{cluster, demo};
 
 mod md;
 
+/// The matcher's large arrays on transparent huge pages (see `sequencer::huge_pages`).
+#[global_allocator]
+static ALLOCATOR: sequencer::huge_pages::HugePageAlloc = sequencer::huge_pages::HugePageAlloc;
+
 #[derive(Parser)]
 #[command(
     name = "exchange",
