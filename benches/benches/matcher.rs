@@ -15,8 +15,10 @@
 //! --all-targets` runs it) only a smoke run of 20,000 commands per mix is done. Environment: `MATCHER_BENCH_COMMANDS` (timed length
 //! per mix), `MATCHER_BENCH_REPLAY` (replay length, 0 to skip), `MATCHER_BENCH_ENGINES`
 //! (`ours,ours-hints,lobster,orderbook-rs`; `ours-hints` is our matcher given prefetch hints
-//! of the next two records, as a log reader can), `MATCHER_BENCH_MIXES` (`A,B`).
+//! of the next two records, as a log reader can), `MATCHER_BENCH_MIXES` (`A,B`),
+//! `MATCHER_BENCH_RESTING` (mix A's resting orders, at most 200,000; default 100,000).
 
+use benches::{pin_to_last_core, thread_cpu_time};
 use hdrhistogram::Histogram;
 use matcher::{
     Cancel, Command, CommandRecord, Config, CountingSink, Event, EventKind, InstrumentConfig,
@@ -121,31 +123,6 @@ fn ticks_per_ns(calibration: Duration) -> f64 {
     while start.elapsed() < calibration {}
     let (elapsed, elapsed_ticks) = (start.elapsed(), ticks() - start_ticks);
     elapsed_ticks as f64 / elapsed.as_nanos() as f64
-}
-
-/// CPU time of the calling thread: unlike wall time it excludes time the thread was preempted,
-/// which on a shared 2-core machine is the largest source of noise in throughput figures.
-fn thread_cpu_time() -> Duration {
-    // SAFETY: `now` is a plain struct owned by this frame; clock_gettime only writes it.
-    let now = unsafe {
-        let mut now: libc::timespec = std::mem::zeroed();
-        let status = libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now);
-        assert_eq!(status, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-        now
-    };
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
-}
-
-fn pin_to_last_core() -> Option<usize> {
-    let cores = std::thread::available_parallelism().ok()?.get();
-    let core = cores - 1;
-    // SAFETY: `set` is a plain bitmask owned by this frame; sched_setaffinity only reads it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(core, &mut set);
-        (libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0)
-            .then_some(core)
-    }
 }
 
 // ----- streams -----
@@ -872,6 +849,8 @@ fn main() {
         (2_000_000, 10_000_000, MIX_A_RESTING)
     };
     let commands = env_usize("MATCHER_BENCH_COMMANDS", commands_default);
+    let resting_a = env_usize("MATCHER_BENCH_RESTING", resting_a as usize)
+        .clamp(1, MIX_A_RESTING as usize * 2) as u32;
     let replay_commands = env_usize("MATCHER_BENCH_REPLAY", replay_default);
     let engines = std::env::var("MATCHER_BENCH_ENGINES")
         .unwrap_or_else(|_| "ours,ours-hints,lobster,orderbook-rs".to_string());

@@ -138,7 +138,44 @@ pub fn frame_checksum(frame: &[u8], record_type: u16) -> u32 {
     } else {
         frame.len()
     };
-    crc32c::crc32c(&frame[FRAME_LENGTH_OFFSET..end])
+    crc32c_short(&frame[FRAME_LENGTH_OFFSET..end])
+}
+
+/// Longest input [`crc32c_short`] checksums itself; longer ones go to `crc32c::crc32c`, whose
+/// three-way interleaving pays off on long inputs.
+pub const CRC_SHORT_LEN_MAX: usize = 1024;
+
+/// CRC32C (the same value as `crc32c::crc32c`) tuned for short inputs such as one record's
+/// frame: a plain loop of 8-byte CRC32C instructions. The crate's general routine spends more
+/// instructions on alignment and dispatch than on a 120-byte frame's 15 words (about 170
+/// instructions per frame on replay, against about 40).
+#[inline]
+pub fn crc32c_short(bytes: &[u8]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if bytes.len() <= CRC_SHORT_LEN_MAX && std::is_x86_feature_detected!("sse4.2") {
+            // SAFETY: the CPU supports SSE4.2 (checked just above).
+            return unsafe { crc32c_short_sse42(bytes) };
+        }
+    }
+    crc32c::crc32c(bytes)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+unsafe fn crc32c_short_sse42(bytes: &[u8]) -> u32 {
+    use core::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
+    let mut state = u64::from(u32::MAX);
+    let words = bytes.chunks_exact(8);
+    let tail = words.remainder();
+    for word in words {
+        state = _mm_crc32_u64(state, u64::from_le_bytes(word.try_into().expect("8 bytes")));
+    }
+    let mut state = state as u32;
+    for &byte in tail {
+        state = _mm_crc32_u8(state, byte);
+    }
+    !state
 }
 
 /// Rounds `n` up to the record alignment.
@@ -239,6 +276,19 @@ pub fn payload_len_max(segment_size: u64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_crc_equals_the_crate() {
+        let bytes: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for start in 0..16 {
+            for len in (0..300).chain([1023, 1024, 1025, 2000]) {
+                let part = &bytes[start..start + len];
+                assert_eq!(crc32c_short(part), crc32c::crc32c(part), "{start} {len}");
+            }
+        }
+    }
 
     #[test]
     fn record_header_layout_matches_the_documented_offsets() {

@@ -478,6 +478,37 @@ fn a_reader_reports_corruption_with_its_location_and_stays_put() {
     }
 }
 
+/// Whichever record is bad, every record before it is delivered and the bad one is reported at
+/// its own position.
+#[test]
+fn a_reader_reports_a_bad_checksum_at_the_record_that_has_it() {
+    for corrupt in 0..7 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::open(config(dir.path(), SMALL_SEGMENT)).unwrap();
+        let ends = append_n(&mut journal, 1, 8, |s| 8 + (s as usize % 3) * 40);
+        let start = if corrupt == 0 { 0 } else { ends[corrupt - 1] };
+        let path = segment_file(dir.path(), 0);
+        let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&[0xee], SEGMENT_HEADER_LEN + start + 44)
+            .unwrap();
+        let mut reader = Reader::open(dir.path()).unwrap();
+        for end in &ends[..corrupt] {
+            let record = reader.next_record().unwrap().expect("a good record");
+            assert_eq!(record.next_position, *end);
+        }
+        match reader.next_record() {
+            Err(JournalError::Corrupt {
+                kind: CorruptKind::RecordChecksum,
+                location,
+            }) => assert_eq!(location.position, start),
+            other => panic!(
+                "record {corrupt}: expected corruption, got {:?}",
+                other.map(|r| r.map(|r| r.position))
+            ),
+        }
+    }
+}
+
 #[test]
 fn verify_reports_a_clean_journal_and_names_the_first_problem() {
     let dir = tempfile::tempdir().unwrap();

@@ -192,6 +192,40 @@ impl Event {
         EventKind::from_u8(self.kind)
     }
 
+    /// Folds the event into a running digest of an event stream (order-sensitive; every byte of
+    /// the event counts). The fields are packed into eight words that are hashed with
+    /// independent multiplies ([`crate::hash::sum_products`]) and folded in with one more
+    /// ([`crate::hash::fold`]), so the serial chain is one multiply per event. (A byte-at-a-time
+    /// fold, FNV-1a as the nodes used before, is a chain of 64 dependent multiplies per event
+    /// and cost more than the matcher on replay; a finaliser per event, 12% of a replay.)
+    ///
+    /// Each field is read at its own width: an event has usually just been built on the stack
+    /// by field-sized stores, and a wider load spanning several of them cannot be forwarded from
+    /// the store buffer (it waits for the stores to reach the cache). The header's bytes and the
+    /// two account ids are packed out of memory order so that the compiler cannot merge their
+    /// loads back into one.
+    #[inline]
+    pub fn digest_fold(&self, digest: u64) -> u64 {
+        let header = u64::from(self.kind)
+            | u64::from(self.reason) << 8
+            | u64::from(self.side) << 16
+            | u64::from(self.flags) << 24
+            | u64::from(self.instrument_id.get()) << 32;
+        let accounts =
+            u64::from(self.account_id.get()) << 32 | u64::from(self.account_id_maker.get());
+        let words = [
+            header,
+            self.sequence.get(),
+            self.order_id.get(),
+            self.price.get() as u64,
+            self.quantity.get(),
+            accounts,
+            self.aux_a.get(),
+            self.aux_b.get(),
+        ];
+        crate::hash::fold(digest, crate::hash::sum_products(&words))
+    }
+
     #[inline(always)]
     pub(crate) fn new(kind: EventKind, sequence: u64, instrument_id: u32) -> Event {
         let mut event = Event::zeroed();
@@ -392,12 +426,35 @@ impl EventSink for DigestSink {
     #[inline]
     fn event(&mut self, event: &Event) {
         self.events += 1;
-        let mut digest = self.digest;
-        for chunk in event.as_bytes().chunks_exact(8) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            digest = crate::hash::mix2(digest, u64::from_le_bytes(word));
+        self.digest = event.digest_fold(self.digest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every byte of an event counts in the digest, and so does the order of events.
+    #[test]
+    fn digest_fold_sees_every_byte_and_the_order() {
+        let mut event = Event::new(EventKind::Trade, 7, 3);
+        event.aux_b = U64::new(0x0102_0304_0506_0708);
+        let base = event.digest_fold(0);
+        for byte in 0..EVENT_RECORD_SIZE {
+            for bit in 0..8 {
+                let mut bytes = [0u8; EVENT_RECORD_SIZE];
+                bytes.copy_from_slice(event.as_bytes());
+                bytes[byte] ^= 1 << bit;
+                let changed = Event::ref_from_bytes(&bytes)
+                    .expect("64 bytes")
+                    .digest_fold(0);
+                assert_ne!(changed, base, "byte {byte} bit {bit}");
+            }
         }
-        self.digest = digest;
+        let other = Event::new(EventKind::Accepted, 8, 3);
+        assert_ne!(
+            other.digest_fold(event.digest_fold(0)),
+            event.digest_fold(other.digest_fold(0))
+        );
     }
 }

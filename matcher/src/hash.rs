@@ -56,6 +56,28 @@ pub fn mix_parallel(words: &[u64]) -> u64 {
     finalize(sum)
 }
 
+/// A linear hash of up to eight words: the sum of each word times its position's odd
+/// multiplier. Two inputs that differ in one word always hash differently (an odd multiplier
+/// is invertible modulo 2^64); no mixing beyond that. One multiply and one add per word.
+#[inline(always)]
+pub fn sum_products(words: &[u64]) -> u64 {
+    assert!(words.len() <= LANES.len());
+    let mut sum = SEED;
+    for (word, lane) in words.iter().zip(LANES) {
+        sum = sum.wrapping_add(word.wrapping_mul(lane));
+    }
+    sum
+}
+
+/// Folds `value` into a running `state` with one multiply: for a fixed `value` it is a
+/// bijection of `state`, so two streams that differ in one value differ in every state after
+/// it. Order-sensitive. No avalanche: for stream digests that are only compared for equality,
+/// where [`mix2`]'s finaliser would put three dependent multiplies per value on the chain.
+#[inline(always)]
+pub fn fold(state: u64, value: u64) -> u64 {
+    (state.rotate_left(23) ^ value).wrapping_mul(MULTIPLIER_A)
+}
+
 /// Fibonacci hashing of a 64-bit key to `bits` bits (`1..=32`).
 #[inline(always)]
 pub fn slot_of(key: u64, bits: u32) -> usize {

@@ -13,6 +13,7 @@ pub mod client;
 pub mod config;
 pub mod counters;
 pub mod driver;
+pub mod huge_pages;
 pub mod learner;
 pub mod loadgen;
 pub mod local;

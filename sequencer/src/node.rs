@@ -120,7 +120,7 @@ pub struct EventTally {
     pub trades: u64,
     pub accepted: u64,
     pub rejected: u64,
-    /// FNV-1a over every event's bytes.
+    /// Every event's bytes folded in order with [`matcher::Event::digest_fold`], from 0.
     pub digest: u64,
     /// Recently accepted (account, exchange order id), for a client to learn ids; bounded to
     /// [`RECENT_ACCEPTED_MAX`], drained by whoever reads it.
@@ -133,15 +133,7 @@ pub const RECENT_ACCEPTED_MAX: usize = 4096;
 impl matcher::EventSink for EventTally {
     fn event(&mut self, event: &matcher::Event) {
         self.events += 1;
-        let mut h = if self.digest == 0 {
-            0xCBF2_9CE4_8422_2325
-        } else {
-            self.digest
-        };
-        for &byte in event.as_bytes() {
-            h = (h ^ byte as u64).wrapping_mul(0x0000_0100_0000_01B3);
-        }
-        self.digest = h;
+        self.digest = event.digest_fold(self.digest);
         match matcher::EventKind::from_u8(event.kind) {
             Some(matcher::EventKind::Trade) => self.trades += 1,
             Some(matcher::EventKind::Accepted) => {
@@ -180,5 +172,15 @@ impl StateMachine for MatcherState {
     }
     fn state_hash(&self) -> u64 {
         self.matcher.state_hash()
+    }
+    fn prefetch(&self, command: &[u8]) {
+        if let Ok(record) = matcher::CommandRecord::ref_from_bytes(command) {
+            self.matcher.prefetch(record);
+        }
+    }
+    fn prefetch_early(&self, command: &[u8]) {
+        if let Ok(record) = matcher::CommandRecord::ref_from_bytes(command) {
+            self.matcher.prefetch_early(record);
+        }
     }
 }
