@@ -1,5 +1,5 @@
 //! The benchmark report: runs the whole benchmark suite (journal, matcher with its peers,
-//! replication, failover, gateway, FIX codec against fefix, market data), each bench with its
+//! journal replay, replication, failover, gateway, FIX codec against fefix, market data), each bench with its
 //! baselines measured in the same run, and writes one Markdown report with the machine, every
 //! bench's tables, and a latency percentile plot (HdrHistogram percentile-distribution style,
 //! SVG) for each table of percentiles.
@@ -52,6 +52,11 @@ const SUITES: &[Suite] = &[
         name: "matcher",
         title: "Matcher: mixes A and B against lobster and orderbook-rs, replay",
         args: &["-p", "benches", "--bench", "matcher"],
+    },
+    Suite {
+        name: "replay",
+        title: "Replay of a 10 M command journal through the matcher, journal reading included",
+        args: &["-p", "benches", "--bench", "replay"],
     },
     Suite {
         name: "cluster",
