@@ -120,19 +120,7 @@ pub fn median(samples: &mut [f64]) -> f64 {
     samples[samples.len() / 2]
 }
 
-/// CPU time of the calling thread (`CLOCK_THREAD_CPUTIME_ID`): unlike wall time it excludes time
-/// the thread was preempted, which on a shared 2-core machine is the largest source of noise in
-/// throughput figures.
-pub fn thread_cpu_time() -> Duration {
-    // SAFETY: `now` is a plain struct owned by this frame; clock_gettime only writes it.
-    let now = unsafe {
-        let mut now: libc::timespec = std::mem::zeroed();
-        let status = libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now);
-        assert_eq!(status, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-        now
-    };
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
-}
+pub use sequencer::clock::thread_cpu_time;
 
 /// Pins the calling thread to the last core; returns it, or `None` if pinning failed.
 pub fn pin_to_last_core() -> Option<usize> {

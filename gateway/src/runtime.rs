@@ -108,12 +108,6 @@ pub struct GatewayRuntime<S: MessageStore> {
     pub counters: RuntimeCounters,
 }
 
-fn unix_now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
 impl<S: MessageStore> GatewayRuntime<S> {
     /// Connects to the cluster, catches up with its log, adds missing instruments, then opens
     /// the listener. `gateway_config.client_sequence_next` is set from the log.
@@ -240,7 +234,7 @@ impl<S: MessageStore> GatewayRuntime<S> {
 
     /// One duty cycle; returns the work done.
     pub fn do_work(&mut self) -> Result<usize, RuntimeError> {
-        let now = unix_now_ns();
+        let now = sequencer::clock::unix_now_ns();
         let mono = self.started.elapsed().as_nanos() as u64;
         let GatewayRuntime {
             gateway,

@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod counters;
 pub mod driver;

@@ -90,9 +90,7 @@ pub const GAPS_MAX: usize = 4096;
 /// id; odd, so never 0): the cluster discards client sequence numbers it has seen, so a new run
 /// needs a new id.
 pub fn fresh_client_id() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    let nanos = crate::clock::unix_now_ns();
     (nanos ^ (u64::from(std::process::id()) << 40)) | 1
 }
 
@@ -274,9 +272,7 @@ pub fn run(
         client_id: config.client_id,
         client_sequence_last: 1,
     };
-    let base_unix_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    let base_unix_ns = crate::clock::unix_now_ns();
     let mut last_hello = Instant::now();
     let mut last_move_ns = 0u64;
     let (mut next, mut oldest) = (first, first);

@@ -220,11 +220,7 @@ impl NodeAgent {
 
     fn now_ns(&self) -> u64 {
         // The leader's clock, recorded in the log: the only clock any matcher sees.
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0)
-            .max(self.started.elapsed().as_nanos() as u64)
+        crate::clock::unix_now_ns().max(self.started.elapsed().as_nanos() as u64)
     }
 
     /// One duty cycle; returns the work done (0 = idle).
@@ -485,9 +481,7 @@ impl NodeAgent {
         use crate::log::Log;
         let status = self.status();
         let node = &self.node;
-        let now_unix_ns = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
+        let now_unix_ns = crate::clock::unix_now_ns();
         let members = node.replica.config().members as usize;
         let values = [
             (Slot::UpdatedUnixNs, now_unix_ns),
@@ -618,17 +612,16 @@ pub fn run_node(
         }
     };
     on_status(&agent.status());
-    let started_unix_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let mut counters =
-        crate::counters::CountersWriter::create(&checked.agent.journal.dir, started_unix_ns)
-            .map_err(|e| {
-                RuntimeError::Config(format!(
-                    "creating the counters file in {}: {e}",
-                    checked.agent.journal.dir.display()
-                ))
-            })?;
+    let mut counters = crate::counters::CountersWriter::create(
+        &checked.agent.journal.dir,
+        crate::clock::unix_now_ns(),
+    )
+    .map_err(|e| {
+        RuntimeError::Config(format!(
+            "creating the counters file in {}: {e}",
+            checked.agent.journal.dir.display()
+        ))
+    })?;
     let mut probe = CommitProbe::new();
     let mut idler = Idler::new(checked.idle);
     let mut next_status = checked.status_interval.map(|i| Instant::now() + i);

@@ -64,12 +64,6 @@ pub struct ChaosReport {
     pub learner_switches: u64,
 }
 
-fn now_unix_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
 /// Waits until `probe()` finds something, checking every 5 ms; returns what it found.
 fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Result<T> {
     let deadline = Instant::now() + timeout;
@@ -325,7 +319,7 @@ pub fn kill_leader_repeatedly(
         if find_leader(&nodes, last_term).map(|(l, _)| l) != Some(leader) {
             bail!("the leader changed without a kill (node {leader}, term {term})");
         }
-        let at = now_unix_ns();
+        let at = sequencer::clock::unix_now_ns();
         nodes[leader].kill_hard()?;
         kills.push((leader, term, at));
         on_kill(kill, leader, term);

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use gateway::codec::{frame, Framed, Message, Writer};
 use gateway::tags::{self, msg_type};
+use sequencer::clock::unix_now_ns;
 
 /// Largest message this client builds.
 const OUT_MAX: usize = 1024;
@@ -41,13 +42,6 @@ pub struct FixConnection {
 /// A FIX message with `|` for SOH.
 fn shown(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).replace('\x01', "|")
-}
-
-/// Unix time in nanoseconds (for SendingTime and TransactTime).
-pub fn unix_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 impl FixConnection {
@@ -134,7 +128,7 @@ impl FixConnection {
         writer.bytes(tags::SENDER_COMP_ID, self.sender.as_bytes());
         writer.bytes(tags::TARGET_COMP_ID, self.target.as_bytes());
         writer.u64(tags::MSG_SEQ_NUM, self.sequence_out);
-        writer.timestamp(tags::SENDING_TIME, unix_ns());
+        writer.timestamp(tags::SENDING_TIME, unix_now_ns());
         for (tag, value) in fields {
             writer.bytes(*tag, value);
         }

@@ -29,7 +29,9 @@ use gateway::codec::Message;
 use gateway::tags::{self, msg_type};
 use hdrhistogram::Histogram;
 
-use crate::fix_client::{unix_ns, FixConnection};
+use sequencer::clock::unix_now_ns;
+
+use crate::fix_client::FixConnection;
 
 /// What a request does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -572,7 +574,7 @@ pub fn run(
                             if let Err(e) = writeln!(
                                 out,
                                 "{},{},{},{},{},{},{},{},{},{},{}",
-                                unix_ns(),
+                                unix_now_ns(),
                                 config.sender,
                                 cl_ord_id,
                                 field(tags::ORDER_ID),
@@ -644,7 +646,7 @@ pub fn run(
 
 /// Sends one request.
 fn send_row(connection: &mut FixConnection, row: &OrderRow) -> Result<()> {
-    let transact_time = gateway::codec::format_timestamp(unix_ns());
+    let transact_time = gateway::codec::format_timestamp(unix_now_ns());
     let mut fields: Vec<(u32, &[u8])> = vec![(tags::CL_ORD_ID, row.cl_ord_id.as_bytes())];
     if row.action != Action::New {
         fields.push((tags::ORIG_CL_ORD_ID, row.orig_cl_ord_id.as_bytes()));

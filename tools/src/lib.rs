@@ -37,17 +37,3 @@ pub fn replay_hash(dir: &Path, checkpoint_interval: u64) -> anyhow::Result<u64> 
     applier.apply_committed(&mut log, u64::MAX, &mut state, &mut |_| {})?;
     Ok(state.matcher.state_hash())
 }
-
-/// CPU time of the calling thread (`CLOCK_THREAD_CPUTIME_ID`): unlike wall time it leaves out
-/// the time the thread was preempted, which on a shared machine is most of the noise in a
-/// throughput figure.
-pub fn thread_cpu_time() -> std::time::Duration {
-    // SAFETY: `now` is a plain struct owned by this frame; clock_gettime only writes it.
-    let now = unsafe {
-        let mut now: libc::timespec = std::mem::zeroed();
-        let status = libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now);
-        assert_eq!(status, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-        now
-    };
-    std::time::Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
-}

@@ -364,9 +364,12 @@ fn replay(dir: &Path, to: Option<u64>, checkpoint_interval: u64) -> Result<ExitC
         reader.seek_sequence(to.saturating_add(1))?;
         limit = reader.position();
     }
-    let (started, started_cpu) = (Instant::now(), tools::thread_cpu_time());
+    let (started, started_cpu) = (Instant::now(), sequencer::clock::thread_cpu_time());
     let applied = applier.apply_committed(&mut log, limit, &mut state, &mut |_| {})?;
-    let (elapsed, elapsed_cpu) = (started.elapsed(), tools::thread_cpu_time() - started_cpu);
+    let (elapsed, elapsed_cpu) = (
+        started.elapsed(),
+        sequencer::clock::thread_cpu_time() - started_cpu,
+    );
     let _ = log.end();
     println!(
         "replayed {applied} commands up to sequence {} in {elapsed:.2?} ({:.2} M commands/s, journal reading included; {:.2} M per CPU-second of the replaying thread)",

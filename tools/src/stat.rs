@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use sequencer::clock::unix_now_ns;
 use sequencer::counters::{Counters, CountersReader, Slot, TopOfBook, FILE_NAME};
 
 use crate::cluster::{install_signal_handlers, STOP};
@@ -58,10 +59,6 @@ fn counters_path(dir: Option<&Path>, config: Option<&Path>) -> Result<PathBuf> {
         }
         (None, None) => bail!("give the node's journal directory (--dir) or its --config"),
     }
-}
-
-fn unix_ns() -> u64 {
-    crate::fix_client::unix_ns()
 }
 
 /// A price in ticks as a decimal.
@@ -226,7 +223,7 @@ pub fn stat(options: StatOptions) -> Result<ExitCode> {
             stat_report(
                 &counters,
                 rates(previous.as_ref(), &counters, at),
-                unix_ns()
+                unix_now_ns()
             )
         );
         printed += 1;
@@ -294,7 +291,7 @@ impl Cluster {
         }
         Ok(View {
             nodes,
-            now_unix_ns: unix_ns(),
+            now_unix_ns: unix_now_ns(),
         })
     }
 }
