@@ -754,6 +754,35 @@ impl FeedEncoder {
         }
     }
 
+    /// The feed as a function of the log: applies one committed command to `matcher` (its events
+    /// into `events`, cleared first), encodes them, and follows them with a Book Checksum when
+    /// the command's sequence crosses a multiple of `checksum_interval` (0: never). Returns the
+    /// messages emitted and whether the checksum was one of them. The publisher and anything
+    /// that recomputes the feed from a journal go through here, so both emit the same messages.
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply_and_encode(
+        &mut self,
+        matcher: &mut Matcher,
+        events: &mut Vec<Event>,
+        checksum_interval: u64,
+        sequence: u64,
+        timestamp_ns: u64,
+        record: &CommandRecord,
+        sink: &mut (impl MessageSink + ?Sized),
+    ) -> Result<(u32, bool), FeedError> {
+        let sequence_previous = matcher.sequence_last();
+        events.clear();
+        matcher.apply(sequence, timestamp_ns, record, events);
+        let mut messages = self.encode_command(sequence, timestamp_ns, record, events, sink)?;
+        let checksum = checksum_interval > 0
+            && sequence / checksum_interval > sequence_previous / checksum_interval;
+        if checksum {
+            self.encode_checksum(timestamp_ns, matcher, sink)?;
+            messages += 1;
+        }
+        Ok((messages, checksum))
+    }
+
     /// Emits a Book Checksum (`Z`) message with the engine's checksum. Call it after a command
     /// chosen by a rule of the log (for example every command whose sequence is a multiple of
     /// an interval), never by time, so every replica emits it at the same feed position.

@@ -647,10 +647,12 @@ impl Matcher {
         payload: &[u8],
         sink: &mut S,
     ) {
-        match CommandRecord::read_from_bytes(payload) {
-            Ok(record) => self.apply(sequence, timestamp_ns, &record, sink),
-            Err(_) => self.apply(sequence, timestamp_ns, &CommandRecord::zeroed(), sink),
-        }
+        self.apply(
+            sequence,
+            timestamp_ns,
+            &CommandRecord::from_payload(payload),
+            sink,
+        )
     }
 
     /// Applies a typed command (encodes it first, so it takes exactly the path of the record).

@@ -300,6 +300,13 @@ impl CommandRecord {
         <CommandRecord as zerocopy::FromZeros>::new_zeroed()
     }
 
+    /// The record a journal payload carries, copied; a payload that is not exactly one record
+    /// reads as the [zeroed](CommandRecord::zeroed) record, which the matcher answers with
+    /// `Rejected(Malformed)` (see [`crate::Matcher::apply_payload`]).
+    pub fn from_payload(payload: &[u8]) -> CommandRecord {
+        CommandRecord::read_from_bytes(payload).unwrap_or_else(|_| CommandRecord::zeroed())
+    }
+
     /// Views a journal payload in place. Fails if `bytes` is not exactly 64 bytes or not
     /// 8-byte aligned.
     pub fn ref_from_bytes(bytes: &[u8]) -> Result<&CommandRecord, DecodeError> {

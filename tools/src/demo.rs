@@ -195,7 +195,7 @@ pub const FIX_SESSIONS: [(&str, &str); 3] = [
     ("CLIENT3", "FIX.4.2"),
 ];
 /// The feed publisher's book checksum interval (log sequences), as `md publish` defaults.
-const FEED_CHECKSUM_INTERVAL: u64 = 1000;
+const FEED_CHECKSUM_INTERVAL: u64 = marketdata::aeron::DEFAULT_CHECKSUM_INTERVAL;
 
 /// The demo over real processes: `nodes` node processes (`exchange node`), each with its own
 /// embedded media driver, replicating over UDP on 127.0.0.1; the FIX gateway process
@@ -583,25 +583,15 @@ struct FeedReplay {
 
 impl sequencer::apply::StateMachine for FeedReplay {
     fn apply(&mut self, sequence: u64, timestamp_ns: u64, _: u64, _: u64, command: &[u8]) {
-        use zerocopy::FromZeros;
-        let record = matcher::CommandRecord::read_from_bytes(command)
-            .unwrap_or_else(|_| matcher::CommandRecord::new_zeroed());
-        let previous = self.matcher.sequence_last();
-        self.events.clear();
-        self.matcher
-            .apply(sequence, timestamp_ns, &record, &mut self.events);
-        let mut sink = |_: u64, _: &[u8]| {};
-        let mut result = self
-            .encoder
-            .encode_command(sequence, timestamp_ns, &record, &self.events, &mut sink)
-            .map(|_| ());
-        if sequence / FEED_CHECKSUM_INTERVAL > previous / FEED_CHECKSUM_INTERVAL {
-            result = result.and_then(|()| {
-                self.encoder
-                    .encode_checksum(timestamp_ns, &self.matcher, &mut sink)
-                    .map(|_| ())
-            });
-        }
+        let result = self.encoder.apply_and_encode(
+            &mut self.matcher,
+            &mut self.events,
+            FEED_CHECKSUM_INTERVAL,
+            sequence,
+            timestamp_ns,
+            &matcher::CommandRecord::from_payload(command),
+            &mut |_: u64, _: &[u8]| {},
+        );
         if let Err(error) = result {
             self.error
                 .get_or_insert(format!("sequence {sequence}: {error}"));

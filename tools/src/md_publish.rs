@@ -50,7 +50,7 @@ pub struct PublishOptions {
     #[arg(long, default_value_t = 0x4D44_0001)]
     pub learner_id: u64,
     /// A book checksum every this many log sequences (0: never).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = marketdata::aeron::DEFAULT_CHECKSUM_INTERVAL)]
     pub checksum_interval: u64,
 }
 

@@ -50,6 +50,8 @@ pub const STREAM_ID_REQUEST: i32 = 2004;
 pub const DEFAULT_CONTROL: &str = "127.0.0.1:20300";
 /// Default request endpoint of the retransmission service (`md` commands).
 pub const DEFAULT_REQUEST: &str = "127.0.0.1:20301";
+/// Default interval of the feed's Book Checksums, in log sequences.
+pub const DEFAULT_CHECKSUM_INTERVAL: u64 = 1_000;
 /// Default MoldUDP64 session name.
 pub const DEFAULT_SESSION: [u8; crate::frame::SESSION_LEN] = *b"EXCHANGE  ";
 

@@ -76,7 +76,7 @@ impl PublisherConfig {
             matcher,
             session,
             frame_len_max: FRAME_LEN_DEFAULT,
-            checksum_interval: 1_000,
+            checksum_interval: super::DEFAULT_CHECKSUM_INTERVAL,
             journal: JournalConfig::new(journal_dir),
             channels,
             heartbeat_interval: Duration::from_millis(100),
@@ -303,9 +303,11 @@ impl FeedPublisher {
         timestamp_ns: u64,
         command: &[u8],
     ) -> Result<u32, RuntimeError> {
-        let record =
-            CommandRecord::read_from_bytes(command).unwrap_or_else(|_| CommandRecord::zeroed());
-        self.on_record(sequence, timestamp_ns, &record)
+        self.on_record(
+            sequence,
+            timestamp_ns,
+            &CommandRecord::from_payload(command),
+        )
     }
 
     /// As [`FeedPublisher::on_committed`], for a record already decoded.
@@ -315,23 +317,18 @@ impl FeedPublisher {
         timestamp_ns: u64,
         record: &CommandRecord,
     ) -> Result<u32, RuntimeError> {
-        let sequence_previous = self.matcher.sequence_last();
-        self.events.clear();
-        self.matcher
-            .apply(sequence, timestamp_ns, record, &mut self.events);
         let output = &mut self.output;
         output.timestamp_ns = timestamp_ns;
         let mut sink = PackingSink::new(&mut self.packer, |frame: &[u8]| output.frame(frame));
-        let mut messages =
-            self.encoder
-                .encode_command(sequence, timestamp_ns, record, &self.events, &mut sink)?;
-        let interval = self.checksum_interval;
-        let checksum = interval > 0 && sequence / interval > sequence_previous / interval;
-        if checksum {
-            self.encoder
-                .encode_checksum(timestamp_ns, &self.matcher, &mut sink)?;
-            messages += 1;
-        }
+        let (messages, checksum) = self.encoder.apply_and_encode(
+            &mut self.matcher,
+            &mut self.events,
+            self.checksum_interval,
+            sequence,
+            timestamp_ns,
+            record,
+            &mut sink,
+        )?;
         debug_assert_eq!(sink.refused, 0, "every ITCH message fits a frame");
         self.output.stats.checksums += u64::from(checksum);
         self.output.stats.commands += 1;
