@@ -505,6 +505,78 @@ impl Drop for NodeChild {
     }
 }
 
+/// A helper process of ours (the gateway, the feed publisher) whose standard output a thread
+/// reads to its end: copied to ours with `echo`, its last line kept for [`HelperProcess::stop`].
+pub struct HelperProcess {
+    pub name: &'static str,
+    child: Child,
+    reader: Option<std::thread::JoinHandle<Option<String>>>,
+}
+
+impl HelperProcess {
+    /// Starts `command` with its standard output piped to the reader thread.
+    pub fn spawn(
+        mut command: std::process::Command,
+        name: &'static str,
+        echo: bool,
+    ) -> Result<HelperProcess> {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        let stdout = child.stdout.take().expect("piped");
+        let reader = std::thread::spawn(move || {
+            let mut last = None;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if echo {
+                    println!("{line}");
+                }
+                last = Some(line);
+            }
+            last
+        });
+        Ok(HelperProcess {
+            name,
+            child,
+            reader: Some(reader),
+        })
+    }
+
+    /// Whether it has exited.
+    pub fn exited(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+
+    /// Asks it to stop (SIGTERM), waits, and returns the last line it printed; an error unless
+    /// it exited successfully.
+    pub fn stop(&mut self) -> Result<String> {
+        // SAFETY: signalling our own child, not yet reaped (a zombie ignores the signal).
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("{} exited with {status}", self.name);
+        }
+        // Its output ends when it exits: the reader has seen every line.
+        let last = match self.reader.take() {
+            Some(reader) => reader
+                .join()
+                .map_err(|_| anyhow::anyhow!("the reader of {} panicked", self.name))?,
+            None => None,
+        };
+        Ok(last.unwrap_or_default())
+    }
+}
+
+impl Drop for HelperProcess {
+    fn drop(&mut self) {
+        // Never leave a helper behind (after stop() this does nothing).
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The index of the node whose latest status says it leads.
 pub fn leader_of(nodes: &[NodeChild]) -> Option<usize> {
     nodes.iter().position(|n| n.get_str("role") == "leader")
@@ -597,25 +669,22 @@ pub fn cluster_up(up: &ClusterUp) -> Result<ExitCode> {
         configs[0].display()
     );
     // The gateway and the feed publisher, each its own process.
-    let mut helpers: Vec<(&str, std::process::Child)> = Vec::new();
+    let mut helpers: Vec<HelperProcess> = Vec::new();
     if fix_port != 0 {
         let ingress = NodeConfig::load(&configs[0])?.ingress;
         let config = dir.join("gateway.toml");
         crate::gateway_cmd::write_local_gateway(&config, &ingress, 9001, Some(fix_port))?;
-        let gateway = std::process::Command::new(&exe)
-            .arg("gateway")
-            .arg("--config")
-            .arg(&config)
-            .spawn()
-            .context("starting the gateway")?;
-        helpers.push(("the gateway", gateway));
+        let mut gateway = std::process::Command::new(&exe);
+        gateway.arg("gateway").arg("--config").arg(&config);
+        helpers.push(HelperProcess::spawn(gateway, "the gateway", true)?);
         println!(
             "  FIX: 127.0.0.1:{fix_port}, TargetCompID EXCH, SenderCompID CLIENT1 or CLIENT2 (FIX.4.4) or CLIENT3 (FIX.4.2), symbol DEMO (prices in cents: 500.00); configuration {}",
             config.display()
         );
     }
     if feed {
-        let publisher = std::process::Command::new(&exe)
+        let mut publisher = std::process::Command::new(&exe);
+        publisher
             .args(["md", "publish", "--config"])
             .arg(&configs[0])
             .args([
@@ -625,10 +694,8 @@ pub fn cluster_up(up: &ClusterUp) -> Result<ExitCode> {
                 marketdata::aeron::DEFAULT_REQUEST,
                 "--journal",
             ])
-            .arg(dir.join("feed-journal"))
-            .spawn()
-            .context("starting the feed publisher")?;
-        helpers.push(("the feed publisher", publisher));
+            .arg(dir.join("feed-journal"));
+        helpers.push(HelperProcess::spawn(publisher, "the feed publisher", true)?);
         println!(
             "  market data: ITCH 5.0 over Aeron, control {}, requests {}; watch it with `exchange md subscribe --top 5`",
             marketdata::aeron::DEFAULT_CONTROL,
@@ -647,25 +714,21 @@ pub fn cluster_up(up: &ClusterUp) -> Result<ExitCode> {
                 break 'wait;
             }
         }
-        for (name, child) in helpers.iter_mut() {
-            if let Some(status) = child.try_wait()? {
-                eprintln!("{name} exited on its own ({status}); stopping the cluster");
+        for helper in helpers.iter_mut() {
+            if let Some(status) = helper.exited()? {
+                eprintln!(
+                    "{} exited on its own ({status}); stopping the cluster",
+                    helper.name
+                );
                 failed = true;
                 break 'wait;
             }
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    for (name, mut child) in helpers {
-        if child.try_wait()?.is_some() {
-            continue;
-        }
-        // SAFETY: signalling our own child, not yet waited for.
-        unsafe {
-            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        if !child.wait()?.success() {
-            eprintln!("{name} did not stop cleanly");
+    for mut helper in helpers {
+        if let Err(e) = helper.stop() {
+            eprintln!("{e:#}");
             failed = true;
         }
     }

@@ -248,31 +248,32 @@ pub fn run_processes(options: &DemoOptions) -> Result<ExitCode> {
     // The gateway, its own process.
     let gateway_config = dir.join("gateway.toml");
     let fix_port = crate::gateway_cmd::write_local_gateway(&gateway_config, &ingress, 9001, None)?;
-    let mut gateway = Helper::spawn(&exe, &["gateway", "--config"], &gateway_config, "gateway")?;
+    let mut gateway = std::process::Command::new(&exe);
+    gateway.arg("gateway").arg("--config").arg(&gateway_config);
+    let mut gateway = crate::cluster::HelperProcess::spawn(gateway, "the gateway", false)?;
     println!("  FIX gateway on 127.0.0.1:{fix_port} ({gateway_config:?})");
 
     // The feed publisher, its own process, and the subscriber, a thread of this one.
     let control = format!("127.0.0.1:{}", free_udp_port()?);
     let request = format!("127.0.0.1:{}", free_udp_port()?);
     let feed_journal = dir.join("feed-journal");
-    let mut publisher = Helper::spawn(
-        &exe,
-        &[
+    let mut publisher = std::process::Command::new(&exe);
+    publisher
+        .args([
             "md",
             "publish",
             "--control",
             &control,
             "--request",
             &request,
-            "--checksum-interval",
-            &FEED_CHECKSUM_INTERVAL.to_string(),
-            "--journal",
-            &feed_journal.display().to_string(),
-            "--config",
-        ],
-        &configs[0],
-        "feed publisher",
-    )?;
+        ])
+        .args(["--checksum-interval", &FEED_CHECKSUM_INTERVAL.to_string()])
+        .arg("--journal")
+        .arg(&feed_journal)
+        .arg("--config")
+        .arg(&configs[0]);
+    let mut publisher =
+        crate::cluster::HelperProcess::spawn(publisher, "the feed publisher", false)?;
     println!("  market data: ITCH 5.0 over Aeron from the publisher's control endpoint {control}; a subscriber rebuilds the books here");
     let subscriber = FeedFollower::start(&control, &request)?;
 
@@ -399,7 +400,7 @@ pub fn run_processes(options: &DemoOptions) -> Result<ExitCode> {
     // Cancel-on-disconnect and anything else the gateway still sends, then the gateway's stop.
     std::thread::sleep(Duration::from_millis(500));
     wait_settled(&children, Duration::from_secs(60))?;
-    let gateway_final = gateway.stop()?;
+    let gateway_final = words_after_keys(&gateway.stop()?);
     wait_settled(&children, Duration::from_secs(60))?;
 
     // The feed the journal implies, computed offline; the subscriber must reach exactly it.
@@ -496,73 +497,17 @@ pub fn run_processes(options: &DemoOptions) -> Result<ExitCode> {
     ))
 }
 
-/// A helper process of the demo (gateway, feed publisher) whose output is kept for its final
-/// line.
-struct Helper {
-    name: &'static str,
-    child: std::process::Child,
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Helper {
-    fn spawn(
-        exe: &std::path::Path,
-        args: &[&str],
-        config: &std::path::Path,
-        name: &'static str,
-    ) -> Result<Helper> {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(exe)
-            .args(args)
-            .arg(config)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting the {name}"))?;
-        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let kept = lines.clone();
-        let stdout = child.stdout.take().expect("piped");
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let mut kept = kept.lock().expect("not poisoned");
-                if kept.len() < 1000 {
-                    kept.push(line);
-                }
-            }
-        });
-        Ok(Helper { name, child, lines })
-    }
-
-    /// SIGTERM, wait, and the `key value` / `key=value` words of its last line.
-    fn stop(&mut self) -> Result<std::collections::BTreeMap<String, String>> {
-        // SAFETY: signalling our own child, not yet waited for.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let status = self.child.wait()?;
-        anyhow::ensure!(status.success(), "the {} exited with {status}", self.name);
-        // The reader thread sees the end of the pipe right after the exit.
-        std::thread::sleep(Duration::from_millis(100));
-        let lines = self.lines.lock().expect("not poisoned");
-        let last = lines.last().cloned().unwrap_or_default();
-        let words: Vec<&str> = last
-            .split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ';')
-            .filter(|w| !w.is_empty())
-            .collect();
-        Ok(words
-            .windows(2)
-            .map(|w| (w[0].to_string(), w[1].to_string()))
-            .collect())
-    }
-}
-
-impl Drop for Helper {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The `key value` pairs of the words of a line (`( ) ;` count as spaces): what a helper's
+/// final line reports (`... (sequence 44764) ... state_hash 8066439827a82836`).
+fn words_after_keys(line: &str) -> std::collections::BTreeMap<String, String> {
+    let words: Vec<&str> = line
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ';')
+        .filter(|w| !w.is_empty())
+        .collect();
+    words
+        .windows(2)
+        .map(|w| (w[0].to_string(), w[1].to_string()))
+        .collect()
 }
 
 /// The feed that a journal implies: what the publisher's encoder would have emitted for its
