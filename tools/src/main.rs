@@ -603,6 +603,9 @@ fn chaos(kills: u32, nodes: u8, rate: u64, seed: u64, dir: Option<PathBuf>) -> R
             ))
         );
     }
+    for (node, term) in &report.unforced_elections {
+        println!("  note: node {node} lost the leadership of term {term} without a kill (an election timed out: the machine is loaded)");
+    }
     let times = failover_times(&report);
     if let (Some(first), Some(max)) = (times.first(), times.last()) {
         println!(

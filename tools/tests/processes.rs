@@ -171,6 +171,10 @@ fn the_leader_killed_again_and_again_under_load_loses_and_duplicates_nothing() {
     )
     .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(killed.len(), kills as usize);
+    eprintln!(
+        "leader changes without a kill: {:?}",
+        report.unforced_elections
+    );
     // Each kill deposed the leader of a newer term than the one before.
     assert!(killed.windows(2).all(|w| w[0].1 < w[1].1), "{killed:?}");
     assert!(report.term > killed.last().unwrap().1);
