@@ -489,6 +489,38 @@ pub fn write_local_cluster(
     node_keys: &str,
     aeron_keys: &str,
 ) -> std::io::Result<Vec<PathBuf>> {
+    write_local_cluster_with(
+        dir,
+        nodes,
+        base_port,
+        &LocalSections {
+            node: node_keys.to_string(),
+            cluster: "leader = 0".to_string(),
+            journal: String::new(),
+            aeron: aeron_keys.to_string(),
+        },
+    )
+}
+
+/// Extra keys (TOML lines) for each section of every node file that
+/// [`write_local_cluster_with`] writes. They must not repeat the keys it writes itself:
+/// `node.id`, `cluster.members`, `cluster.ingress` and `journal.dir`.
+#[derive(Debug, Clone, Default)]
+pub struct LocalSections {
+    pub node: String,
+    pub cluster: String,
+    pub journal: String,
+    pub aeron: String,
+}
+
+/// As [`write_local_cluster`], with extra keys for every section (`cluster.leader` is not
+/// written unless `sections.cluster` has it).
+pub fn write_local_cluster_with(
+    dir: &Path,
+    nodes: u8,
+    base_port: u16,
+    sections: &LocalSections,
+) -> std::io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let list = |offset: u16| -> String {
         (0..nodes as u16)
@@ -497,15 +529,21 @@ pub fn write_local_cluster(
             .join(", ")
     };
     let (members, ingress) = (list(0), list(100));
+    let LocalSections {
+        node,
+        cluster,
+        journal,
+        aeron,
+    } = sections;
     (0..nodes)
         .map(|id| {
             let path = dir.join(format!("node-{id}.toml"));
             let text = format!(
                 "# Written by `exchange cluster up`: node {id} of a local {nodes}-node cluster.\n\
-                 [node]\nid = {id}\n{node_keys}\n\n\
-                 [cluster]\nmembers = [{members}]\ningress = [{ingress}]\nleader = 0\n\n\
-                 [journal]\ndir = \"journal-{id}\"\n\n\
-                 [aeron]\n{aeron_keys}\n"
+                 [node]\nid = {id}\n{node}\n\n\
+                 [cluster]\nmembers = [{members}]\ningress = [{ingress}]\n{cluster}\n\n\
+                 [journal]\ndir = \"journal-{id}\"\n{journal}\n\n\
+                 [aeron]\n{aeron}\n"
             );
             std::fs::write(&path, text)?;
             Ok(path)

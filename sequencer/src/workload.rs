@@ -13,12 +13,19 @@ pub const PRICE_LEVELS: u32 = 100_000;
 /// Most recently accepted order ids remembered as cancel targets.
 const KNOWN_ORDERS_MAX: usize = 4096;
 
-/// The matcher configuration that fits the workload.
+/// Price levels of every instrument together (both sides): the workload's DEMO takes
+/// `2 × PRICE_LEVELS`, the rest is room for the other instruments a cluster adds (the built-in
+/// gateway configuration's ACME and XYZ take 80,000).
+pub const LEVEL_CAPACITY: u32 = 1 << 19;
+const _: () = assert!(LEVEL_CAPACITY >= 2 * PRICE_LEVELS + 80_000);
+
+/// The matcher configuration that fits the workload, and that every replica of a local cluster
+/// runs with (nodes, gateway, feed publisher, offline replay).
 pub fn matcher_config() -> matcher::Config {
     matcher::Config {
         order_capacity: 1 << 20,
-        level_capacity: 2 * PRICE_LEVELS + 16,
-        instrument_capacity: 4,
+        level_capacity: LEVEL_CAPACITY,
+        instrument_capacity: 16,
         account_capacity: 4096,
     }
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use sequencer::config::{write_local_cluster, NodeConfig};
+use sequencer::config::NodeConfig;
 use sequencer::driver::{unique_dir, EmbeddedDriver};
 use sequencer::loadgen::{self, percentiles_us, LoadConfig};
 use sequencer::transport::connect;
@@ -607,6 +607,20 @@ pub fn wait_settled(nodes: &[NodeChild], timeout: Duration) -> Result<()> {
     }
 }
 
+/// What `exchange cluster up` was told on its command line (absent: from the cluster file, or
+/// the default).
+#[derive(Debug, Clone, Default)]
+pub struct ClusterUpOptions {
+    pub nodes: Option<u8>,
+    pub dir: Option<PathBuf>,
+    pub base_port: Option<u16>,
+    pub duration: Option<Duration>,
+    pub status_ms: Option<u64>,
+    pub idle: Option<String>,
+    pub fix_port: Option<u16>,
+    pub no_feed: bool,
+}
+
 /// What `exchange cluster up` starts.
 #[derive(Debug, Clone)]
 pub struct ClusterUp {
@@ -616,13 +630,79 @@ pub struct ClusterUp {
     pub base_port: u16,
     /// Stop by itself after this long.
     pub duration: Option<Duration>,
-    pub status_ms: u64,
-    /// Idle strategy of the nodes and their drivers.
-    pub idle: String,
     /// FIX gateway port (0: no gateway).
     pub fix_port: u16,
     /// Start the market-data feed publisher.
     pub feed: bool,
+    /// Extra keys of every node file's sections.
+    pub sections: sequencer::config::LocalSections,
+    /// The gateway's instruments and sessions, where they replace the built-in ones.
+    pub instruments: Option<Vec<crate::gateway_cmd::InstrumentSection>>,
+    pub sessions: Option<Vec<crate::gateway_cmd::SessionSection>>,
+}
+
+impl ClusterUp {
+    /// The command line's options over the cluster file's (if any) over the defaults.
+    pub fn resolve(config: Option<&Path>, options: ClusterUpOptions) -> Result<ClusterUp> {
+        use crate::cluster_file::ClusterFile;
+        let file = match config {
+            Some(path) => ClusterFile::load(path)?,
+            None => ClusterFile::default(),
+        };
+        let local = &file.local;
+        // Keys cluster up gives every node unless the file sets them: its status interval and
+        // idle strategies (the command line's --status-ms and --idle win over the file).
+        let mut node = file.section("node").cloned().unwrap_or_default();
+        let mut aeron = file.section("aeron").cloned().unwrap_or_default();
+        let mut cluster = file.section("cluster").cloned().unwrap_or_default();
+        let journal = file.section("journal").cloned().unwrap_or_default();
+        if let Some(idle) = options.idle {
+            node.insert("idle".into(), idle.clone().into());
+            aeron.insert("driver_idle".into(), idle.into());
+        }
+        if let Some(status_ms) = options.status_ms {
+            node.insert("status_interval_ms".into(), (status_ms as i64).into());
+        }
+        node.entry("status_interval_ms")
+            .or_insert(toml::Value::Integer(5000));
+        let idle = node
+            .get("idle")
+            .cloned()
+            .unwrap_or_else(|| "backoff".into());
+        node.entry("idle").or_insert(idle.clone());
+        aeron.entry("driver_idle").or_insert(idle);
+        cluster.entry("leader").or_insert(toml::Value::Integer(0));
+        let text = |table: &toml::Table| -> Result<String> {
+            toml::to_string(table).context("writing the node sections")
+        };
+        let up = ClusterUp {
+            nodes: options.nodes.or(local.nodes).unwrap_or(3),
+            dir: options
+                .dir
+                .or(local.dir.clone())
+                .unwrap_or_else(|| PathBuf::from("cluster")),
+            base_port: options.base_port.or(local.base_port).unwrap_or(20100),
+            duration: options.duration,
+            fix_port: options.fix_port.or(local.fix_port).unwrap_or(9878),
+            feed: !options.no_feed && local.feed.unwrap_or(true),
+            sections: sequencer::config::LocalSections {
+                node: text(&node)?,
+                cluster: text(&cluster)?,
+                journal: text(&journal)?,
+                aeron: text(&aeron)?,
+            },
+            instruments: file.instruments,
+            sessions: file.sessions,
+        };
+        if !(1..=sequencer::protocol::MEMBERS_MAX as u8).contains(&up.nodes) {
+            bail!(
+                "--nodes {}: a cluster has 1 to {} members",
+                up.nodes,
+                sequencer::protocol::MEMBERS_MAX
+            );
+        }
+        Ok(up)
+    }
 }
 
 /// `exchange cluster up`.
@@ -632,27 +712,31 @@ pub fn cluster_up(up: &ClusterUp) -> Result<ExitCode> {
         ref dir,
         base_port,
         duration,
-        status_ms,
-        ref idle,
         fix_port,
         feed,
+        ..
     } = *up;
     let dir: &Path = dir;
-    if !(1..=sequencer::protocol::MEMBERS_MAX as u8).contains(&nodes) {
-        bail!(
-            "--nodes {nodes}: a cluster has 1 to {} members",
-            sequencer::protocol::MEMBERS_MAX
-        );
-    }
     install_signal_handlers();
-    let configs = write_local_cluster(
-        dir,
-        nodes,
-        base_port,
-        &format!("status_interval_ms = {status_ms}\nidle = \"{idle}\""),
-        &format!("driver_idle = \"{idle}\""),
-    )
-    .with_context(|| format!("writing configuration files in {}", dir.display()))?;
+    let configs = sequencer::config::write_local_cluster_with(dir, nodes, base_port, &up.sections)
+        .with_context(|| format!("writing configuration files in {}", dir.display()))?;
+    // Refuse a bad setting before anything starts: every node's file as its node will read it.
+    for config in &configs {
+        NodeConfig::load(config)?;
+    }
+    let gateway_config = dir.join("gateway.toml");
+    if fix_port != 0 {
+        let ingress = NodeConfig::load(&configs[0])?.ingress;
+        crate::gateway_cmd::write_local_gateway_with(
+            &gateway_config,
+            &ingress,
+            9001,
+            Some(fix_port),
+            up.instruments.as_deref(),
+            up.sessions.as_deref(),
+        )?;
+        crate::gateway_cmd::GatewayFile::load(&gateway_config)?;
+    }
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
     for config in &configs {
@@ -671,16 +755,16 @@ pub fn cluster_up(up: &ClusterUp) -> Result<ExitCode> {
     // The gateway and the feed publisher, each its own process.
     let mut helpers: Vec<HelperProcess> = Vec::new();
     if fix_port != 0 {
-        let ingress = NodeConfig::load(&configs[0])?.ingress;
-        let config = dir.join("gateway.toml");
-        crate::gateway_cmd::write_local_gateway(&config, &ingress, 9001, Some(fix_port))?;
         let mut gateway = std::process::Command::new(&exe);
-        gateway.arg("gateway").arg("--config").arg(&config);
+        gateway.arg("gateway").arg("--config").arg(&gateway_config);
         helpers.push(HelperProcess::spawn(gateway, "the gateway", true)?);
         println!(
-            "  FIX: 127.0.0.1:{fix_port}, TargetCompID EXCH, SenderCompID CLIENT1 or CLIENT2 (FIX.4.4) or CLIENT3 (FIX.4.2), symbol DEMO (prices in cents: 500.00); configuration {}",
-            config.display()
+            "  FIX: 127.0.0.1:{fix_port}; configuration {}",
+            gateway_config.display()
         );
+        for line in crate::gateway_cmd::describe(&gateway_config)? {
+            println!("    {line}");
+        }
     }
     if feed {
         let mut publisher = std::process::Command::new(&exe);

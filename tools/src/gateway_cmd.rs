@@ -13,7 +13,7 @@ use gateway::{FixVersion, GatewayConfig, SessionConfig};
 use sequencer::driver::{unique_dir, EmbeddedDriver};
 use sequencer::runtime::IdleStrategy;
 use sequencer::transport::connect;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cluster::{install_signal_handlers, STOP};
 
@@ -65,7 +65,7 @@ fn default_connections() -> usize {
 }
 
 /// `[[instrument]]`: as the matcher's instrument configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstrumentSection {
     pub symbol: String,
@@ -95,14 +95,14 @@ fn one() -> u32 {
 }
 
 /// `[[session]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionSection {
     /// "FIX.4.2" or "FIX.4.4".
     pub version: String,
     pub sender_comp_id: String,
     pub target_comp_id: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
     #[serde(default = "default_heartbeat_min")]
     pub heartbeat_interval_s_min: u32,
@@ -113,7 +113,7 @@ pub struct SessionSection {
     #[serde(default = "default_true")]
     pub cancel_on_disconnect: bool,
     pub account_id: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
 }
 
@@ -269,8 +269,58 @@ impl GatewayFile {
     }
 }
 
+/// What a gateway configuration offers a FIX client, a line per session and instrument (for
+/// `cluster up` to print where to connect).
+pub fn describe(path: &Path) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let file: GatewayFile =
+        toml::from_str(&text).with_context(|| format!("{}: invalid", path.display()))?;
+    let decimal = |units: i64, exponent: i8| -> String {
+        let scale = 10i64.pow(u32::from(exponent.unsigned_abs()));
+        if exponent >= 0 {
+            return (units * scale).to_string();
+        }
+        let sign = if units < 0 { "-" } else { "" };
+        let places = exponent.unsigned_abs() as usize;
+        format!(
+            "{sign}{}.{:0places$}",
+            units.abs() / scale,
+            units.abs() % scale
+        )
+    };
+    let mut lines: Vec<String> = file
+        .sessions
+        .iter()
+        .map(|s| {
+            format!(
+                "session: SenderCompID {} TargetCompID {} ({}{}), account {}",
+                s.target_comp_id,
+                s.sender_comp_id,
+                s.version,
+                if s.password.is_some() {
+                    ", password"
+                } else {
+                    ""
+                },
+                s.account_id
+            )
+        })
+        .collect();
+    lines.extend(file.instruments.iter().map(|i| {
+        format!(
+            "symbol {}: tick {}, lot {}, reference price {}",
+            i.symbol,
+            decimal(i64::from(i.tick_size), i.price_exponent),
+            decimal(i64::from(i.lot_size), i.quantity_exponent),
+            decimal(i.reference_price, i.price_exponent)
+        )
+    }));
+    Ok(lines)
+}
+
 /// Writes a gateway configuration into `path` for a cluster whose members' client ingress
-/// endpoints are `ingress`: the example's instrument (DEMO) and sessions CLIENT1, CLIENT2
+/// endpoints are `ingress`: the example's instruments (DEMO, ACME, XYZ) and sessions CLIENT1, CLIENT2
 /// (FIX.4.4) and CLIENT3 (FIX.4.2) to EXCH, with free loopback ports (the FIX port too unless
 /// `fix_port` is given); returns the FIX port.
 pub fn write_local_gateway(
@@ -278,6 +328,19 @@ pub fn write_local_gateway(
     ingress: &[String],
     client_id: u64,
     fix_port: Option<u16>,
+) -> Result<u16> {
+    write_local_gateway_with(path, ingress, client_id, fix_port, None, None)
+}
+
+/// As [`write_local_gateway`], with these instruments and sessions instead of the example's
+/// where given.
+pub fn write_local_gateway_with(
+    path: &Path,
+    ingress: &[String],
+    client_id: u64,
+    fix_port: Option<u16>,
+    instruments: Option<&[InstrumentSection]>,
+    sessions: Option<&[SessionSection]>,
 ) -> Result<u16> {
     let free_tcp = || -> Result<u16> {
         Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -295,7 +358,21 @@ pub fn write_local_gateway(
         .collect::<Vec<_>>()
         .join(", ");
     let mut text = String::new();
+    // The table a line belongs to: the example's instruments or sessions are left out where
+    // others replace them.
+    let mut table = "";
     for line in example.lines() {
+        if line.starts_with('[') {
+            table = line.trim();
+        }
+        let replaced_table = match table {
+            "[[instrument]]" => instruments.is_some(),
+            "[[session]]" => sessions.is_some(),
+            _ => false,
+        };
+        if replaced_table {
+            continue;
+        }
         let key = line.split('=').next().unwrap_or("").trim();
         let replaced = match key {
             "listen" => format!("listen = \"127.0.0.1:{fix_port}\""),
@@ -314,6 +391,20 @@ pub fn write_local_gateway(
         text.push_str(&replaced);
         text.push('\n');
     }
+    #[derive(Serialize)]
+    struct Tables<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        instrument: Option<&'a [InstrumentSection]>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        session: Option<&'a [SessionSection]>,
+    }
+    let tables = toml::to_string(&Tables {
+        instrument: instruments,
+        session: sessions,
+    })
+    .context("writing the instruments and sessions")?;
+    text.push('\n');
+    text.push_str(&tables);
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     Ok(fix_port)
 }

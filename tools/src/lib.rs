@@ -3,6 +3,7 @@
 
 pub mod chaos;
 pub mod cluster;
+pub mod cluster_file;
 pub mod demo;
 pub mod fix_client;
 pub mod fix_load;

@@ -161,33 +161,43 @@ enum Command {
 #[derive(Subcommand)]
 enum ClusterCommand {
     /// Writes a configuration file per node into DIR and starts every node as its own process
-    /// (each with its own media driver); stays up until SIGINT/SIGTERM (or --duration), then
-    /// stops every node cleanly. Journals live in DIR/journal-<id>.
+    /// (each with its own media driver), the FIX gateway and the market-data feed publisher;
+    /// stays up until SIGINT/SIGTERM (or --duration), then stops everything cleanly. Journals
+    /// live in DIR/journal-<id>. Built in: instruments DEMO, ACME and XYZ, FIX sessions CLIENT1
+    /// and CLIENT2 (FIX.4.4) and CLIENT3 (FIX.4.2) to EXCH; --config FILE changes any of it
+    /// (config/cluster.example.toml); options given here win over the file.
     Up {
-        #[arg(long, default_value_t = 3)]
-        nodes: u8,
-        #[arg(long, default_value = "cluster")]
-        dir: PathBuf,
-        /// Replication ports are base..base+nodes, ingress ports base+100..
-        #[arg(long, default_value_t = 20100)]
-        base_port: u16,
+        /// A cluster file: [local] options, keys for every node's [node], [cluster], [journal]
+        /// and [aeron] sections, and the gateway's [[instrument]] and [[session]] tables.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Nodes (default 3).
+        #[arg(long)]
+        nodes: Option<u8>,
+        /// Directory of configuration files and journals (default ./cluster).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Replication ports are base..base+nodes, ingress ports base+100.. (default 20100).
+        #[arg(long)]
+        base_port: Option<u16>,
         /// Stop by itself after this many seconds.
         #[arg(long)]
         duration: Option<u64>,
-        /// TCP port of the FIX gateway started with the cluster (0: no gateway).
-        #[arg(long, default_value_t = 9878)]
-        fix_port: u16,
+        /// TCP port of the FIX gateway started with the cluster (default 9878; 0: no gateway).
+        #[arg(long)]
+        fix_port: Option<u16>,
         /// Do not start the market-data feed publisher (by default `exchange md publish` runs
         /// with the cluster on the default channels, so `exchange md subscribe` just works).
         #[arg(long)]
         no_feed: bool,
-        /// Each node prints a status line this often (milliseconds; 0 = at start and exit only).
-        #[arg(long, default_value_t = 5000)]
-        status_ms: u64,
-        /// Idle strategy of every node and its media driver: backoff (quiet), yield (low
-        /// latency, always busy) or busy-spin (dedicated cores only).
-        #[arg(long, default_value = "backoff")]
-        idle: String,
+        /// Each node prints a status line this often (milliseconds; 0 = at start and exit only;
+        /// default 5000).
+        #[arg(long)]
+        status_ms: Option<u64>,
+        /// Idle strategy of every node and its media driver: backoff (quiet; the default),
+        /// yield (low latency, always busy) or busy-spin (dedicated cores only).
+        #[arg(long)]
+        idle: Option<String>,
     },
 }
 
@@ -264,6 +274,7 @@ fn main() -> ExitCode {
         Command::Cluster {
             command:
                 ClusterCommand::Up {
+                    config,
                     nodes,
                     dir,
                     base_port,
@@ -273,16 +284,20 @@ fn main() -> ExitCode {
                     fix_port,
                     no_feed,
                 },
-        } => cluster::cluster_up(&cluster::ClusterUp {
-            nodes,
-            dir,
-            base_port,
-            duration: duration.map(std::time::Duration::from_secs),
-            status_ms,
-            idle,
-            fix_port,
-            feed: !no_feed,
-        }),
+        } => cluster::ClusterUp::resolve(
+            config.as_deref(),
+            cluster::ClusterUpOptions {
+                nodes,
+                dir,
+                base_port,
+                duration: duration.map(std::time::Duration::from_secs),
+                status_ms,
+                idle,
+                fix_port,
+                no_feed,
+            },
+        )
+        .and_then(|up| cluster::cluster_up(&up)),
         Command::Loadgen(options) => cluster::loadgen(options),
         Command::Stat(options) => tools::stat::stat(options),
         Command::Top(options) => tools::stat::top(options),

@@ -444,3 +444,151 @@ fn stat_and_top_show_a_running_cluster_from_its_counters_files() {
         "{stderr}"
     );
 }
+
+/// `cluster up --config FILE`: the file's node keys reach every node's configuration, its
+/// instruments and FIX sessions replace the built-in ones, and a FIX client trades them; a bad
+/// file is refused before anything starts, naming the key.
+#[test]
+fn cluster_up_runs_the_cluster_its_file_describes() {
+    use std::time::{Duration, Instant};
+    use tools::fix_client::FixConnection;
+    let dir = tempfile::tempdir().unwrap();
+    let base = sequencer::config::free_base_port(1).unwrap();
+    let fix_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let file = dir.path().join("cluster.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[local]\nnodes = 1\ndir = \"c\"\nbase_port = {base}\nfix_port = {fix_port}\nfeed = false\n\
+             [node]\nstatus_interval_ms = 200\n\
+             [cluster]\ncheckpoint_interval = 100\n\
+             [journal]\nsync = \"group-commit\"\n\
+             [[instrument]]\nsymbol = \"TEST\"\ninstrument_id = 5\nprice_exponent = -2\nquantity_exponent = 0\n\
+             tick_size = 5\nlot_size = 10\nprice_min = 5\nprice_levels = 4000\nreference_price = 1000\nquantity_max_lots = 100\n\
+             [[session]]\nversion = \"FIX.4.4\"\nsender_comp_id = \"EXCH\"\ntarget_comp_id = \"TRADER9\"\naccount_id = 909\n"
+        ),
+    )
+    .unwrap();
+    let cluster = std::process::Command::new(env!("CARGO_BIN_EXE_exchange"))
+        .args(["cluster", "up", "--config"])
+        .arg(&file)
+        .args(["--duration", "60"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let cluster_dir = dir.path().join("c");
+    let address = format!("127.0.0.1:{fix_port}");
+    let mut fix = FixConnection::logon(
+        &address,
+        "FIX.4.4",
+        "TRADER9",
+        "EXCH",
+        30,
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let transact_time = b"20260101-00:00:00.000";
+    let order = |id: &'static str, symbol: &'static str, price: &'static str| {
+        vec![
+            (11u32, id.as_bytes()),
+            (55, symbol.as_bytes()),
+            (54, b"1".as_slice()),
+            (60, transact_time.as_slice()),
+            (38, b"20".as_slice()),
+            (40, b"2".as_slice()),
+            (44, price.as_bytes()),
+            (59, b"1".as_slice()),
+        ]
+    };
+    // On the file's tick (0.05) and lot (10): accepted; off the tick: rejected; DEMO is not
+    // configured any more: refused as an unknown symbol.
+    fix.send(b"D", &order("a1", "TEST", "10.05")).unwrap();
+    fix.send(b"D", &order("a2", "TEST", "10.03")).unwrap();
+    fix.send(b"D", &order("a3", "DEMO", "500.00")).unwrap();
+    let mut answers: Vec<(String, String, String)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while answers.len() < 3 {
+        assert!(Instant::now() < deadline, "answers: {answers:?}");
+        fix.poll(&mut |message| {
+            let field = |tag| String::from_utf8_lossy(message.get(tag).unwrap_or(b"")).to_string();
+            answers.push((field(35), field(11), field(39)));
+        })
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    fix.logout(Duration::from_secs(5)).unwrap();
+    let find = |id: &str| answers.iter().find(|a| a.1 == id).cloned();
+    assert_eq!(
+        find("a1"),
+        Some(("8".into(), "a1".into(), "0".into())),
+        "{answers:?}"
+    );
+    assert_eq!(
+        find("a2"),
+        Some(("8".into(), "a2".into(), "8".into())),
+        "{answers:?}"
+    );
+    assert_eq!(
+        find("a3"),
+        Some(("8".into(), "a3".into(), "8".into())),
+        "{answers:?}"
+    );
+    // SIGINT: everything stops cleanly.
+    // SAFETY: signalling our own child, not yet waited for.
+    unsafe {
+        libc::kill(cluster.id() as libc::pid_t, libc::SIGINT);
+    }
+    let output = cluster.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("session: SenderCompID TRADER9 TargetCompID EXCH (FIX.4.4), account 909"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("symbol TEST: tick 0.05, lot 10, reference price 10.00"),
+        "{stdout}"
+    );
+    let node = std::fs::read_to_string(cluster_dir.join("node-0.toml")).unwrap();
+    for key in [
+        "sync = \"group-commit\"",
+        "checkpoint_interval = 100",
+        "status_interval_ms = 200",
+        "idle = \"backoff\"",
+        "leader = 0",
+    ] {
+        assert!(node.contains(key), "{key}: {node}");
+    }
+
+    // A bad value a node would refuse, and a key cluster up sets itself: refused, nothing runs.
+    for (text, expected) in [
+        ("[journal]\nsync = \"sometimes\"\n", "journal.sync"),
+        (
+            "[node]\nid = 2\n",
+            "`node.id`: set by `cluster up` for each node",
+        ),
+    ] {
+        std::fs::write(
+            &file,
+            format!("[local]\ndir = \"bad\"\nfix_port = 0\nfeed = false\n{text}"),
+        )
+        .unwrap();
+        let output = exchange()
+            .args(["cluster", "up", "--config", file.to_str().unwrap()])
+            .args(["--base-port", &base.to_string()])
+            .timeout(Duration::from_secs(30))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(expected), "{text:?}: {stderr}");
+        assert!(
+            stderr.contains("cluster.toml") || stderr.contains("node-0.toml"),
+            "{stderr}"
+        );
+    }
+}
