@@ -2,8 +2,10 @@
 //! cluster of node processes and the gateway process, open loop at a fixed rate (latency from
 //! each order's intended send time, so a stall counts for every order it delays). The baseline,
 //! measured in the same run against the same cluster: the cluster's own commit round trip from
-//! `exchange loadgen` at the same rate. Orders alternate buy and sell of 1 at one price, so every
-//! second order trades and nothing accumulates. Run with `cargo bench -p tools --bench gateway`
+//! `exchange loadgen` at the same rate. Orders alternate buy and sell of 1 at one price between
+//! two sessions (CLIENT1 buys, CLIENT2 sells: two accounts, so self-trade prevention does not
+//! cancel the sells), in an instrument of their own (ACME: the baseline's flow leaves DEMO's
+//! book one-sided around its own mid), so every second order trades and nothing accumulates. Run with `cargo bench -p tools --bench gateway`
 //! (`make bench`); `GATEWAY_BENCH_RATE` and `GATEWAY_BENCH_ORDERS` set the load.
 
 use std::io::{Read, Write};
@@ -18,6 +20,16 @@ use tools::cluster::NodeChild;
 
 const EXCHANGE: &str = env!("CARGO_BIN_EXE_exchange");
 
+/// The gateway process, killed however the benchmark ends (a panic included).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn env_or(key: &str, default: u64) -> u64 {
     std::env::var(key)
         .ok()
@@ -25,9 +37,10 @@ fn env_or(key: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn fix(version: &str, sequence: u64, msg_type: &str, fields: &str) -> Vec<u8> {
+fn fix(sender: &str, sequence: u64, msg_type: &str, fields: &str) -> Vec<u8> {
+    let version = "FIX.4.4";
     let body = format!(
-        "35={msg_type}\x0149=CLIENT1\x0156=EXCH\x0134={sequence}\x0152=20260101-00:00:00.000\x01{fields}"
+        "35={msg_type}\x0149={sender}\x0156=EXCH\x0134={sequence}\x0152=20260101-00:00:00.000\x01{fields}"
     );
     let mut message = format!("8={version}\x019={}\x01{body}", body.len()).into_bytes();
     let checksum = message.iter().map(|&b| b as u32).sum::<u32>() % 256;
@@ -98,12 +111,14 @@ fn main() {
     let gateway_config = dir.path().join("gateway.toml");
     let port = tools::gateway_cmd::write_local_gateway(&gateway_config, &ingress, 88, None)
         .expect("gateway");
-    let mut gateway = Command::new(EXCHANGE)
-        .args(["gateway", "--config"])
-        .arg(&gateway_config)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("gateway");
+    let mut gateway = KillOnDrop(
+        Command::new(EXCHANGE)
+            .args(["gateway", "--config"])
+            .arg(&gateway_config)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("gateway"),
+    );
 
     // The baseline: the cluster's commit round trip at the same rate, same cluster.
     let output = Command::new(EXCHANGE)
@@ -123,58 +138,83 @@ fn main() {
     assert!(output.status.success(), "loadgen failed:\n{stdout}");
     let cluster = loadgen_percentiles(&stdout);
 
-    // The gateway: one FIX session, open loop.
+    // The gateway: two FIX sessions, open loop; order `id` goes to CLIENT1 (odd: buy) or
+    // CLIENT2 (even: sell).
+    let senders = ["CLIENT1", "CLIENT2"];
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut stream = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(stream) => break stream,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => panic!("the gateway does not accept: {e}"),
-        }
-    };
-    stream.set_nodelay(true).expect("nodelay");
-    stream
-        .write_all(&fix("FIX.4.4", 1, "A", "98=0\x01108=30\x01141=Y\x01"))
-        .expect("logon");
-    let mut reader = stream.try_clone().expect("clone");
+    let mut streams: Vec<TcpStream> = senders
+        .iter()
+        .map(|sender| {
+            let mut stream = loop {
+                match TcpStream::connect(("127.0.0.1", port)) {
+                    Ok(stream) => break stream,
+                    Err(_) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    Err(e) => panic!("the gateway does not accept: {e}"),
+                }
+            };
+            stream.set_nodelay(true).expect("nodelay");
+            stream
+                .write_all(&fix(sender, 1, "A", "98=0\x01108=30\x01141=Y\x01"))
+                .expect("logon");
+            stream
+        })
+        .collect();
     let warmup = orders / 10;
     let total = orders + warmup;
     let interval_ns = 1_000_000_000 / rate.max(1);
     let (sender, receiver) = std::sync::mpsc::channel::<Histogram<u64>>();
     let start = Instant::now() + Duration::from_millis(500);
-    std::thread::spawn(move || {
-        let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("h");
-        let mut buffer = Vec::with_capacity(1 << 20);
-        let mut chunk = vec![0u8; 1 << 16];
-        let mut news = 0u64;
-        while news < total {
-            let n = reader.read(&mut chunk).expect("read");
-            assert!(n > 0, "the gateway closed the session");
-            let now = start.elapsed().as_nanos() as u64;
-            buffer.extend_from_slice(&chunk[..n]);
-            while let Some(end) = buffer
-                .windows(4)
-                .position(|w| w == b"\x0110=")
-                .map(|at| at + 8)
-                .filter(|&end| end <= buffer.len())
-            {
-                let message = &buffer[..end];
-                if value(message, "35") == Some(b"8") && value(message, "150") == Some(b"0") {
-                    let id: u64 = std::str::from_utf8(&value(message, "11").expect("ClOrdID")[1..])
-                        .expect("ascii")
-                        .parse()
-                        .expect("number");
-                    news += 1;
-                    if id > warmup {
-                        histogram
-                            .saturating_record(now.saturating_sub((id - 1) * interval_ns).max(1));
+    for (session, stream) in streams.iter().enumerate() {
+        let mut reader = stream.try_clone().expect("clone");
+        let sender = sender.clone();
+        // Orders 1, 3, 5, ... or 2, 4, 6, ...
+        let expected = (total + 1 - session as u64) / 2;
+        std::thread::spawn(move || {
+            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("h");
+            let mut buffer = Vec::with_capacity(1 << 20);
+            let mut chunk = vec![0u8; 1 << 16];
+            let mut news = 0u64;
+            let mut last = Vec::new();
+            while news < expected {
+                let n = reader.read(&mut chunk).expect("read");
+                assert!(
+                    n > 0,
+                    "the gateway closed session {session} after {news} of {expected} ExecutionReports New; last message: {}",
+                    String::from_utf8_lossy(&last[..]).replace('\x01', "|")
+                );
+                let now = start.elapsed().as_nanos() as u64;
+                buffer.extend_from_slice(&chunk[..n]);
+                while let Some(end) = buffer
+                    .windows(4)
+                    .position(|w| w == b"\x0110=")
+                    .map(|at| at + 8)
+                    .filter(|&end| end <= buffer.len())
+                {
+                    let message = &buffer[..end];
+                    last.clear();
+                    last.extend_from_slice(message);
+                    if value(message, "35") == Some(b"8") && value(message, "150") == Some(b"0") {
+                        let id: u64 =
+                            std::str::from_utf8(&value(message, "11").expect("ClOrdID")[1..])
+                                .expect("ascii")
+                                .parse()
+                                .expect("number");
+                        news += 1;
+                        if id > warmup {
+                            histogram.saturating_record(
+                                now.saturating_sub((id - 1) * interval_ns).max(1),
+                            );
+                        }
                     }
+                    buffer.drain(..end);
                 }
-                buffer.drain(..end);
             }
-        }
-        let _ = sender.send(histogram);
-    });
+            let _ = sender.send(histogram);
+        });
+    }
+    drop(sender);
     while Instant::now() < start {
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -188,20 +228,27 @@ fn main() {
                 std::hint::spin_loop();
             }
         }
-        let side = if id % 2 == 1 { "1" } else { "2" };
+        let session = ((id - 1) % 2) as usize;
+        let side = if session == 0 { "1" } else { "2" };
         let fields = format!(
-            "11=O{id}\x0155=DEMO\x0154={side}\x0138=1\x0140=2\x0144=500.00\x0159=0\x0160=20260101-00:00:00.000\x01"
+            "11=O{id}\x0155=ACME\x0154={side}\x0138=1\x0140=2\x0144=25.00\x0159=0\x0160=20260101-00:00:00.000\x01"
         );
-        stream
-            .write_all(&fix("FIX.4.4", id + 1, "D", &fields))
+        // Each session's MsgSeqNum: 1 was its Logon.
+        let sequence = (id + 1) / 2 + 1;
+        streams[session]
+            .write_all(&fix(senders[session], sequence, "D", &fields))
             .expect("send");
     }
-    let histogram = receiver
-        .recv_timeout(Duration::from_secs(120))
-        .expect("every ExecutionReport New");
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("h");
+    for _ in 0..senders.len() {
+        let session = receiver
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("every ExecutionReport New: {e}"));
+        histogram.add(session).expect("same bounds");
+    }
     let gateway_p = percentiles(&histogram);
-    let _ = gateway.kill();
-    let _ = gateway.wait();
+    let _ = gateway.0.kill();
+    let _ = gateway.0.wait();
     for node in nodes {
         let _ = node.stop();
     }
