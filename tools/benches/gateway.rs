@@ -195,6 +195,12 @@ fn main() {
                     let message = &buffer[..end];
                     last.clear();
                     last.extend_from_slice(message);
+                    assert!(
+                        !(value(message, "35") == Some(b"8")
+                            && value(message, "150") == Some(b"8")),
+                        "an order was rejected: {}",
+                        String::from_utf8_lossy(message).replace('\x01', "|")
+                    );
                     if value(message, "35") == Some(b"8") && value(message, "150") == Some(b"0") {
                         let id: u64 =
                             std::str::from_utf8(&value(message, "11").expect("ClOrdID")[1..])
@@ -234,7 +240,7 @@ fn main() {
             "11=O{id}\x0155=ACME\x0154={side}\x0138=1\x0140=2\x0144=25.00\x0159=0\x0160=20260101-00:00:00.000\x01"
         );
         // Each session's MsgSeqNum: 1 was its Logon.
-        let sequence = (id + 1) / 2 + 1;
+        let sequence = id.div_ceil(2) + 1;
         streams[session]
             .write_all(&fix(senders[session], sequence, "D", &fields))
             .expect("send");
