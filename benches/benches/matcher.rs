@@ -719,6 +719,20 @@ struct Result {
     commands_per_cpu_second: f64,
     allocations: u64,
     commands: u64,
+    /// Latency by kind of command: (kind, histogram).
+    by_kind: Vec<(&'static str, Histogram<u64>)>,
+}
+
+/// The kind of a command, for the latency breakdown.
+fn op_kind(op: &Op) -> &'static str {
+    match op {
+        Op::Nothing => "other",
+        Op::Limit { ioc: true, .. } => "IOC limit",
+        Op::Limit { .. } => "limit",
+        Op::Market { .. } => "market",
+        Op::Cancel { .. } => "cancel",
+        Op::Move { .. } => "move (replace)",
+    }
 }
 
 fn prefill<E: Engine>(stream: &Stream) -> E {
@@ -747,9 +761,20 @@ fn measure<E: Engine>(stream: &Stream, ticks_per_ns: f64) -> Result {
         *sample = (end - start).min(u64::from(u32::MAX)) as u32;
     }
     let allocations = ALLOCATIONS.load(Ordering::Relaxed) - allocations_before;
-    for sample in samples_ticks {
-        let nanoseconds = (f64::from(sample) / ticks_per_ns).round() as u64;
-        histogram.saturating_record(nanoseconds.max(1));
+    let mut by_kind: Vec<(&'static str, Histogram<u64>)> = Vec::new();
+    for (sample, op) in samples_ticks.iter().zip(&stream.ops[stream.timed_from..]) {
+        let nanoseconds = ((f64::from(*sample) / ticks_per_ns).round() as u64).max(1);
+        histogram.saturating_record(nanoseconds);
+        let kind = op_kind(op);
+        let at = match by_kind.iter().position(|(k, _)| *k == kind) {
+            Some(at) => at,
+            None => {
+                by_kind.push((kind, histogram.clone()));
+                by_kind.last_mut().expect("pushed").1.reset();
+                by_kind.len() - 1
+            }
+        };
+        by_kind[at].1.saturating_record(nanoseconds);
     }
     drop(engine);
     // Throughput run.
@@ -768,6 +793,7 @@ fn measure<E: Engine>(stream: &Stream, ticks_per_ns: f64) -> Result {
         commands_per_cpu_second: commands as f64 / elapsed_cpu.as_secs_f64(),
         allocations,
         commands,
+        by_kind,
     }
 }
 
@@ -944,6 +970,25 @@ fn main() {
             ours / result.commands_per_cpu_second,
             result.allocations as f64 / result.commands as f64,
         );
+    }
+    println!();
+    println!("Our matcher's latency by kind of command (the rows `matcher (ours)` above):");
+    println!();
+    println!("| mix | command | share | p50 ns | p99 ns | p99.9 ns | p99.99 ns | max ns |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    for result in results.iter().filter(|r| r.engine == Ours::NAME) {
+        for (kind, h) in &result.by_kind {
+            println!(
+                "| {} | {kind} | {:.1}% | {} | {} | {} | {} | {} |",
+                result.mix,
+                100.0 * h.len() as f64 / result.commands as f64,
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.99),
+                h.value_at_quantile(0.999),
+                h.value_at_quantile(0.9999),
+                h.max(),
+            );
+        }
     }
     if replay_commands == 0 {
         return;
