@@ -55,6 +55,10 @@ pub struct GatewaySection {
     /// Connection slots.
     #[serde(default = "default_connections")]
     pub connections_max: usize,
+    /// Pin the gateway's thread (sockets, sessions, its matcher replica and its embedded media
+    /// driver all run on it) to this CPU (core_affinity); unpinned when absent.
+    #[serde(default)]
+    pub cpu: Option<usize>,
 }
 
 fn default_idle() -> String {
@@ -132,6 +136,8 @@ fn default_true() -> bool {
 
 /// A checked configuration.
 pub struct Checked {
+    /// `gateway.cpu`.
+    pub cpu: Option<usize>,
     pub runtime: RuntimeConfig,
     pub gateway: GatewayConfig,
     pub store_dir: PathBuf,
@@ -180,6 +186,12 @@ impl GatewayFile {
         };
         if g.client_id == 0 {
             bail!("gateway.client_id: must not be 0");
+        }
+        if let Some(cpu) = g.cpu {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            if cpu >= cpus {
+                bail!("gateway.cpu: CPU {cpu} does not exist (this machine has {cpus})");
+            }
         }
         let mut instruments = Vec::new();
         let mut gateway_instruments = Vec::new();
@@ -251,6 +263,7 @@ impl GatewayFile {
             None => base.join("gateway-store"),
         };
         Ok(Checked {
+            cpu: g.cpu,
             runtime: RuntimeConfig {
                 listen,
                 ingress: g.cluster_ingress.clone(),
@@ -412,6 +425,11 @@ pub fn write_local_gateway_with(
 /// `exchange gateway --config FILE`.
 pub fn run(config: &Path) -> Result<ExitCode> {
     let checked = GatewayFile::load(config)?;
+    if let Some(cpu) = checked.cpu {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+            bail!("gateway.cpu: could not pin to CPU {cpu}");
+        }
+    }
     install_signal_handlers();
     let stores = checked
         .gateway
@@ -467,4 +485,79 @@ pub fn run(config: &Path) -> Result<ExitCode> {
     );
     result.context("gateway")?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../config/gateway.example.toml");
+
+    fn check(text: &str) -> Result<Checked, String> {
+        let file: GatewayFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        file.check(Path::new("/etc/exchange"))
+            .map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn the_example_is_accepted_with_its_instruments_and_sessions() {
+        let checked = check(EXAMPLE).unwrap();
+        assert_eq!(checked.cpu, None);
+        let symbols: Vec<&[u8]> = checked
+            .runtime
+            .instruments
+            .iter()
+            .map(|i| &i.symbol[..])
+            .collect();
+        assert_eq!(
+            symbols,
+            [b"DEMO\0\0\0\0", b"ACME\0\0\0\0", b"XYZ\0\0\0\0\0"]
+        );
+        assert_eq!(checked.gateway.sessions.len(), 3);
+        assert_eq!(checked.store_dir, Path::new("/etc/exchange/gateway-store"));
+        // Every replica has room for the example's instruments.
+        let sections: GatewayFile = toml::from_str(EXAMPLE).unwrap();
+        crate::cluster_file::check_capacity(&sections.instruments).unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_the_key() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for (from, to, expected) in [
+            (
+                "client_id = 9001",
+                "client_id = 0",
+                "gateway.client_id: must not be 0",
+            ),
+            (
+                "listen = \"127.0.0.1:9878\"",
+                "listen = \"localhost\"",
+                "gateway.listen: \"localhost\" is not ip:port",
+            ),
+            (
+                "idle = \"backoff\"",
+                "idle = \"nap\"",
+                "gateway.idle: \"nap\" is not \"backoff\" or \"busy-spin\"",
+            ),
+            ("# cpu = 1", &format!("cpu = {cpus}"), "gateway.cpu: CPU"),
+            (
+                "version = \"FIX.4.2\"",
+                "version = \"FIX.5.0\"",
+                "session[2].version: \"FIX.5.0\"",
+            ),
+            (
+                "symbol = \"XYZ\"",
+                "symbol = \"TOOLONGSYM\"",
+                "instrument[2].symbol",
+            ),
+        ] {
+            assert!(EXAMPLE.contains(from), "{from}");
+            let error = check(&EXAMPLE.replacen(from, to, 1))
+                .err()
+                .unwrap_or_default();
+            assert!(error.contains(expected), "{to}: {error}");
+        }
+        let pinned = check(&EXAMPLE.replacen("# cpu = 1", "cpu = 0", 1)).unwrap();
+        assert_eq!(pinned.cpu, Some(0));
+    }
 }
