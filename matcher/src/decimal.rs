@@ -37,7 +37,11 @@ pub fn parse_units(text: &str, exponent: i8) -> Result<i64, DecimalError> {
         match byte {
             b'0'..=b'9' => {
                 seen_digit = true;
-                mantissa = mantissa * 10 + i128::from(byte - b'0');
+                // 40 digits can exceed i128: a number that large is out of range anyway.
+                mantissa = mantissa
+                    .checked_mul(10)
+                    .and_then(|m| m.checked_add(i128::from(byte - b'0')))
+                    .ok_or(DecimalError::Range)?;
                 if seen_point {
                     fraction_digits += 1;
                 }
@@ -104,6 +108,26 @@ impl core::fmt::Display for Units {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_longest_numbers_are_out_of_range_not_a_panic() {
+        let nines = "9".repeat(DECIMAL_TEXT_LENGTH_MAX);
+        assert_eq!(parse_units(&nines, 0), Err(DecimalError::Range));
+        assert_eq!(parse_units(&nines, -2), Err(DecimalError::Range));
+        assert_eq!(
+            parse_units(&format!("-{}", &nines[1..]), 0),
+            Err(DecimalError::Range)
+        );
+        assert_eq!(
+            parse_units(&format!("{}.5", &nines[2..]), -1),
+            Err(DecimalError::Range)
+        );
+        // Long but small: leading zeros and trailing fraction zeros are exact.
+        let long_one = format!("{}1", "0".repeat(DECIMAL_TEXT_LENGTH_MAX - 1));
+        assert_eq!(parse_units(&long_one, 0), Ok(1));
+        let long_fraction = format!("1.{}", "0".repeat(DECIMAL_TEXT_LENGTH_MAX - 2));
+        assert_eq!(parse_units(&long_fraction, -2), Ok(100));
+    }
 
     #[test]
     fn parse_and_format() {
