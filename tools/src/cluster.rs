@@ -694,6 +694,13 @@ impl ClusterUp {
             instruments: file.instruments,
             sessions: file.sessions,
         };
+        if up.base_port == 0 || up.base_port > u16::MAX - 201 {
+            bail!(
+                "--base-port {}: the cluster uses ports base..base+201 (1..={} allowed)",
+                up.base_port,
+                u16::MAX - 201
+            );
+        }
         if !(1..=sequencer::protocol::MEMBERS_MAX as u8).contains(&up.nodes) {
             bail!(
                 "--nodes {}: a cluster has 1 to {} members",
@@ -767,23 +774,26 @@ pub fn cluster_up(up: &ClusterUp) -> Result<ExitCode> {
         }
     }
     if feed {
+        // The feed's channels follow the base port (20300 and 20301 for the default 20100, the
+        // subscriber's defaults), so that clusters on other base ports can run side by side.
+        let control = format!("127.0.0.1:{}", base_port + 200);
+        let request = format!("127.0.0.1:{}", base_port + 201);
         let mut publisher = std::process::Command::new(&exe);
         publisher
             .args(["md", "publish", "--config"])
             .arg(&configs[0])
-            .args([
-                "--control",
-                marketdata::aeron::DEFAULT_CONTROL,
-                "--request",
-                marketdata::aeron::DEFAULT_REQUEST,
-                "--journal",
-            ])
+            .args(["--control", &control, "--request", &request, "--journal"])
             .arg(dir.join("feed-journal"));
         helpers.push(HelperProcess::spawn(publisher, "the feed publisher", true)?);
+        let flags = if control == marketdata::aeron::DEFAULT_CONTROL
+            && request == marketdata::aeron::DEFAULT_REQUEST
+        {
+            String::new()
+        } else {
+            format!(" --control {control} --request {request}")
+        };
         println!(
-            "  market data: ITCH 5.0 over Aeron, control {}, requests {}; watch it with `exchange md subscribe --top 5`",
-            marketdata::aeron::DEFAULT_CONTROL,
-            marketdata::aeron::DEFAULT_REQUEST
+            "  market data: ITCH 5.0 over Aeron, control {control}, requests {request}; watch it with `exchange md subscribe{flags} --top 5`"
         );
     }
     println!("  stop with Ctrl-C (SIGINT) or SIGTERM: every node shuts down cleanly");

@@ -463,7 +463,7 @@ fn cluster_up_runs_the_cluster_its_file_describes() {
     std::fs::write(
         &file,
         format!(
-            "[local]\nnodes = 1\ndir = \"c\"\nbase_port = {base}\nfix_port = {fix_port}\nfeed = false\n\
+            "[local]\nnodes = 1\ndir = \"c\"\nbase_port = {base}\nfix_port = {fix_port}\nfeed = true\n\
              [node]\nstatus_interval_ms = 200\n\
              [cluster]\ncheckpoint_interval = 100\n\
              [journal]\nsync = \"group-commit\"\n\
@@ -551,6 +551,15 @@ fn cluster_up_runs_the_cluster_its_file_describes() {
     );
     assert!(
         stdout.contains("symbol TEST: tick 0.05, lot 10, reference price 10.00"),
+        "{stdout}"
+    );
+    // The feed's channels follow the base port.
+    assert!(
+        stdout.contains(&format!(
+            "`exchange md subscribe --control 127.0.0.1:{} --request 127.0.0.1:{} --top 5`",
+            base + 200,
+            base + 201
+        )),
         "{stdout}"
     );
     let node = std::fs::read_to_string(cluster_dir.join("node-0.toml")).unwrap();
