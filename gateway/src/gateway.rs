@@ -57,6 +57,12 @@ pub struct Submission {
     pub client_sequence: u64,
     /// The matcher command.
     pub record: CommandRecord,
+    /// The FIX request's ClOrdID (None for the gateway's own commands: cancel on disconnect).
+    pub cl_ord_id: Option<ClOrdId>,
+    /// MassCancelRequestType (530) of a mass cancel, else 0.
+    pub request_type: u8,
+    /// Sent again after a restart ([`Gateway::resubmit`]): already in the submission log.
+    pub resent: bool,
 }
 
 /// Gateway configuration.
@@ -115,6 +121,10 @@ pub struct Counters {
     pub submissions: u64,
     /// ExecutionReports (and cancel rejects, mass cancel reports) sent from committed events.
     pub reports: u64,
+    /// Restart: resting orders given back to their sessions.
+    pub orders_restored: u64,
+    /// Restart: uncommitted submissions sent again.
+    pub resubmissions: u64,
 }
 
 struct Connection {
@@ -293,6 +303,17 @@ impl<S: MessageStore> Gateway<S> {
             .is_some_and(|c| c.open && c.closing)
     }
 
+    /// The client sequence the next submission gets.
+    pub fn client_sequence_next(&self) -> u64 {
+        self.client_sequence_next
+    }
+
+    /// Queues one of the gateway's own commands (an AddInstrument at start-up); its client
+    /// sequence, or `None` if the submission queue is full.
+    pub fn submit_command(&mut self, record: CommandRecord) -> Option<u64> {
+        self.submit(record, None, 0)
+    }
+
     /// The commands to send to the cluster since the last call, in order.
     pub fn drain_submissions(&mut self, into: &mut Vec<Submission>) {
         into.append(&mut self.submissions);
@@ -328,12 +349,17 @@ impl<S: MessageStore> Gateway<S> {
                     instrument_id: None,
                     side: None,
                 });
-                self.submit(command.encode());
+                self.submit(command.encode(), None, 0);
             }
         }
     }
 
-    fn submit(&mut self, mut record: CommandRecord) -> Option<u64> {
+    fn submit(
+        &mut self,
+        mut record: CommandRecord,
+        cl_ord_id: Option<ClOrdId>,
+        request_type: u8,
+    ) -> Option<u64> {
         if self.submissions.len() == SUBMISSIONS_MAX {
             return None;
         }
@@ -345,9 +371,137 @@ impl<S: MessageStore> Gateway<S> {
         self.submissions.push(Submission {
             client_sequence,
             record,
+            cl_ord_id,
+            request_type,
+            resent: false,
         });
         self.counters.submissions += 1;
         Some(client_sequence)
+    }
+
+    /// Restart: gives a session back an order that rests in the book (the matcher replica's
+    /// view of it, after the committed log), under the ClOrdID its last NewOrder or Replace
+    /// answered, with what it has filled so far. `false` if no session trades its account, the
+    /// instrument is unknown, or the session's order table is full.
+    pub fn restore_order(
+        &mut self,
+        view: &matcher::OrderView,
+        cl_ord_id: ClOrdId,
+        cum_quantity: u64,
+        notional: i128,
+    ) -> bool {
+        let (Some(session), Some(instrument)) = (
+            self.session_of(view.account_id),
+            self.instruments.by_id(view.instrument_id),
+        ) else {
+            return false;
+        };
+        let orders = &mut self.sessions[session].orders;
+        orders.use_cl_ord_id(cl_ord_id);
+        let Some(slot) = orders.insert(Order {
+            cl_ord_id,
+            client_order_id: view.client_order_id,
+            order_id: 0,
+            instrument,
+            side: view.side,
+            order_type: OrderType::Limit,
+            time_in_force: view.time_in_force,
+            price: view.price,
+            quantity: cum_quantity + view.leaves,
+            cum_quantity,
+            leaves_quantity: view.leaves,
+            notional,
+            state: OrderState::PendingNew,
+            change_pending: false,
+        }) else {
+            return false;
+        };
+        orders.accepted(slot, view.order_id);
+        self.counters.orders_restored += 1;
+        true
+    }
+
+    /// Restart: sends again a command the gateway had submitted (its submission log says so)
+    /// without seeing it committed, under the same client sequence (the next one: resubmit in
+    /// order, before anything new), and expects its outcome as it did the first time: a new
+    /// order waits for its acceptance, a cancel, replace or mass cancel for its answer.
+    /// `false` (nothing done) if `entry` is not the next client sequence.
+    pub fn resubmit(&mut self, entry: &crate::submission_log::SubmissionEntry) -> bool {
+        if entry.client_sequence != self.client_sequence_next
+            || self.submissions.len() == SUBMISSIONS_MAX
+        {
+            return false;
+        }
+        self.client_sequence_next += 1;
+        self.submissions.push(Submission {
+            client_sequence: entry.client_sequence,
+            record: entry.record,
+            cl_ord_id: entry.cl_ord_id,
+            request_type: entry.request_type,
+            resent: true,
+        });
+        self.counters.resubmissions += 1;
+        let (Some(session), Some(cl_ord_id)) = (
+            self.session_of(entry.record.account_id.get()),
+            entry.cl_ord_id,
+        ) else {
+            return true;
+        };
+        let orders = &mut self.sessions[session].orders;
+        orders.use_cl_ord_id(cl_ord_id);
+        match entry.record.decode() {
+            Ok(matcher::Command::NewOrder(order)) => {
+                if let Some(instrument) = self.instruments.by_id(order.instrument_id) {
+                    let _ = orders.insert(Order {
+                        cl_ord_id,
+                        client_order_id: entry.client_sequence,
+                        order_id: 0,
+                        instrument,
+                        side: order.side,
+                        order_type: order.order_type,
+                        time_in_force: order.time_in_force,
+                        price: order.price,
+                        quantity: order.quantity,
+                        cum_quantity: 0,
+                        leaves_quantity: order.quantity,
+                        notional: 0,
+                        state: OrderState::PendingNew,
+                        change_pending: false,
+                    });
+                }
+            }
+            Ok(matcher::Command::Cancel(cancel)) => {
+                let pending = Pending::Cancel {
+                    cl_ord_id,
+                    order_id: cancel.order_id,
+                };
+                if orders.push_pending(pending) {
+                    if let Some(slot) = orders.by_order_id(cancel.order_id) {
+                        orders.get_mut(slot).change_pending = true;
+                    }
+                }
+            }
+            Ok(matcher::Command::Replace(replace)) => {
+                let pending = Pending::Replace {
+                    cl_ord_id,
+                    order_id: replace.order_id,
+                    client_order_id: entry.client_sequence,
+                };
+                if orders.push_pending(pending) {
+                    if let Some(slot) = orders.by_order_id(replace.order_id) {
+                        orders.get_mut(slot).change_pending = true;
+                    }
+                }
+            }
+            Ok(matcher::Command::MassCancel(_)) => {
+                let _ = orders.push_pending(Pending::MassCancel {
+                    cl_ord_id,
+                    request_type: entry.request_type,
+                });
+            }
+            _ => {}
+        }
+        true
     }
 
     /// Timers: logon timeouts, heartbeats, test requests, logout timeouts.
@@ -774,7 +928,7 @@ impl<S: MessageStore> Gateway<S> {
             price: intent.price,
             quantity: intent.quantity,
         });
-        let Some(client_sequence) = self.submit(command.encode()) else {
+        let Some(client_sequence) = self.submit(command.encode(), Some(intent.cl_ord_id), 0) else {
             return Ok(());
         };
         let orders = &mut self.sessions[session_index].orders;
@@ -935,7 +1089,7 @@ impl<S: MessageStore> Gateway<S> {
                 order_id: order.order_id,
             })
         };
-        let Some(client_sequence) = self.submit(command.encode()) else {
+        let Some(client_sequence) = self.submit(command.encode(), Some(cl_ord_id), 0) else {
             return Ok(());
         };
         let orders = &mut self.sessions[session_index].orders;
@@ -1039,7 +1193,10 @@ impl<S: MessageStore> Gateway<S> {
             instrument_id: instrument,
             side,
         });
-        if self.submit(command.encode()).is_some() {
+        if self
+            .submit(command.encode(), Some(cl_ord_id), request_type)
+            .is_some()
+        {
             let orders = &mut self.sessions[session_index].orders;
             orders.use_cl_ord_id(cl_ord_id);
             if !orders.push_pending(Pending::MassCancel {

@@ -49,6 +49,7 @@ pub mod net;
 pub mod runtime;
 pub mod session;
 pub mod store;
+pub mod submission_log;
 pub mod tags;
 
 pub use gateway::{ConnectionId, Counters, Gateway, GatewayConfig, Submission};

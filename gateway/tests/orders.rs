@@ -326,3 +326,101 @@ proptest! {
         prop_assert!(out.iter().any(|m| get(m, 112) == Some("still-there")));
     }
 }
+
+/// A restart: what the first gateway submitted and never saw committed is sent again by the
+/// next one (`resubmit`, from its submission log), whose sessions get the outcomes under the
+/// original ClOrdIDs; an order committed before the restart comes back with `restore_order`
+/// and a cancel of it that was in flight is answered as a cancel of it.
+#[test]
+fn a_restarted_gateway_resubmits_what_was_in_flight_and_reports_it() {
+    use gateway::submission_log::SubmissionEntry;
+    let sessions = || vec![session_config(FixVersion::Fix44, "CLIENT1", 101)];
+    let mut before = Harness::new(sessions());
+    let mut client = Client::connect(&mut before, FixVersion::Fix44, "CLIENT1");
+    client.logon(&mut before);
+    // B1 is committed; then a cancel of B1 and a new order B2 are submitted, not committed.
+    client.send(&mut before, "D", &limit("B1", "1", "10", "100"));
+    before.commit();
+    client.send(
+        &mut before,
+        "F",
+        &[(41, "B1"), (11, "C1"), (55, "ACME"), (54, "1")],
+    );
+    client.send(&mut before, "D", &limit("B2", "1", "5", "99"));
+    let mut in_flight = Vec::new();
+    before.gateway.drain_submissions(&mut in_flight);
+    assert_eq!(
+        in_flight
+            .iter()
+            .map(|s| s.client_sequence)
+            .collect::<Vec<_>>(),
+        [2, 3]
+    );
+    let committed_matcher_state = before.matcher.state_hash();
+
+    // The next gateway: the committed log (AddInstrument and B1) is in its replica.
+    let mut after = Harness::continuing(sessions(), 2);
+    let b1 = before.matcher.order(2).expect("B1 rests with order id 2");
+    let mut events = Vec::new();
+    after.sequence = 2;
+    after
+        .matcher
+        .apply(2, after.now, &matcher_record_of_b1(&b1), &mut events);
+    assert_eq!(after.matcher.state_hash(), committed_matcher_state);
+    let view = after.matcher.order(2).unwrap();
+    assert!(after
+        .gateway
+        .restore_order(&view, gateway::app::ClOrdId::new(b"B1").unwrap(), 0, 0));
+    for submission in &in_flight {
+        let entry = SubmissionEntry {
+            client_sequence: submission.client_sequence,
+            record: submission.record,
+            cl_ord_id: submission.cl_ord_id,
+            request_type: submission.request_type,
+        };
+        assert!(after.gateway.resubmit(&entry));
+    }
+    // Out of order: refused.
+    let late = SubmissionEntry {
+        client_sequence: 9,
+        record: in_flight[0].record,
+        cl_ord_id: None,
+        request_type: 0,
+    };
+    assert!(!after.gateway.resubmit(&late));
+    let mut client = Client::connect(&mut after, FixVersion::Fix44, "CLIENT1");
+    client.logon(&mut after);
+    after.commit();
+    let out = client.take(&mut after);
+    let reports: Vec<(Option<&str>, Option<&str>, Option<&str>)> = out
+        .iter()
+        .filter(|m| msg_type(m) == "8")
+        .map(|m| (get(m, 11), get(m, 41), get(m, 150)))
+        .collect();
+    assert_eq!(
+        reports,
+        [
+            (Some("C1"), Some("B1"), Some("4")),
+            (Some("B2"), None, Some("0"))
+        ]
+    );
+    // Sent again under their first client sequences; anything new continues after them.
+    assert_eq!(after.gateway.client_sequence_next(), 4);
+}
+
+/// B1's NewOrder as the first gateway sent it (client order id 1: its client sequence).
+fn matcher_record_of_b1(view: &matcher::OrderView) -> matcher::CommandRecord {
+    matcher::Command::NewOrder(matcher::NewOrder {
+        instrument_id: view.instrument_id,
+        account_id: view.account_id,
+        client_order_id: view.client_order_id,
+        side: view.side,
+        order_type: matcher::OrderType::Limit,
+        time_in_force: view.time_in_force,
+        stp_mode: view.stp_mode,
+        post_only: view.post_only,
+        price: view.price,
+        quantity: view.quantity,
+    })
+    .encode()
+}

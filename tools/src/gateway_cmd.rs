@@ -275,6 +275,7 @@ impl GatewayFile {
                 matcher: sequencer::workload::matcher_config(),
                 instruments,
                 idle,
+                submission_log_dir: store_dir.join("submissions"),
             },
             gateway,
             store_dir,
@@ -467,6 +468,11 @@ pub fn run(config: &Path) -> Result<ExitCode> {
             .join(", "),
         checked.runtime.ingress.join(","),
         runtime.counters.sequence
+    );
+    let r = &runtime.counters;
+    println!(
+        "gateway: recovered {} resting orders of the sessions ({} without a ClOrdID in the submission log), sent again {} submissions not yet committed ({} dropped after a gap)",
+        r.orders_restored, r.orders_unrecovered, r.resubmitted, r.resubmissions_dropped
     );
     use std::io::Write;
     let _ = std::io::stdout().flush();

@@ -633,3 +633,134 @@ fn loadgen_over_fix_sends_a_csv_order_file_and_writes_the_fills(dir: &Path, port
         "{stderr}"
     );
 }
+
+/// The gateway killed (SIGKILL) and started again: its sessions get their resting orders back
+/// under their ClOrdIDs (from its submission log), with what they had filled, so a fill after
+/// the restart is reported in full (CumQty and AvgPx over both sides of the restart) and a
+/// cancel by the ClOrdID of a replace made before it works.
+#[test]
+fn a_gateway_killed_and_restarted_reports_the_orders_placed_before() {
+    let Setup {
+        dir,
+        configs: _,
+        nodes,
+        port,
+        mut gateway,
+        lines: _,
+    } = start(78);
+    let mut buyer = FixClient::connect(port, "CLIENT1", "FIX.4.4");
+    let mut seller = FixClient::connect(port, "CLIENT2", "FIX.4.4");
+    buyer.logon();
+    seller.logon();
+    let order =
+        |id: &'static str, side: &'static str, quantity: &'static str, price: &'static str| {
+            [
+                (11u32, id.to_string()),
+                (55, "DEMO".to_string()),
+                (54, side.to_string()),
+                (38, quantity.to_string()),
+                (40, "2".to_string()),
+                (44, price.to_string()),
+                (59, "0".to_string()),
+                (60, utc_now()),
+            ]
+        };
+    let send = |client: &mut FixClient, msg_type: &str, fields: &[(u32, String)]| {
+        let fields: Vec<(u32, &str)> = fields.iter().map(|(t, v)| (*t, v.as_str())).collect();
+        client.send(msg_type, &fields);
+    };
+    // R1: buy 10 at 400.00, partly filled (4) before the restart. R2: buy 5 at 399.00, replaced
+    // down to 3 (ClOrdID R2b) before the restart.
+    send(&mut buyer, "D", &order("R1", "1", "10", "400.00"));
+    assert_report(&buyer.expect("8"), &[(11, "R1"), (150, "0")]);
+    send(&mut buyer, "D", &order("R2", "1", "5", "399.00"));
+    assert_report(&buyer.expect("8"), &[(11, "R2"), (150, "0")]);
+    send(&mut seller, "D", &order("S1", "2", "4", "400.00"));
+    assert_report(&seller.expect("8"), &[(11, "S1"), (150, "0")]);
+    assert_report(&seller.expect("8"), &[(11, "S1"), (150, "F")]);
+    assert_report(
+        &buyer.expect("8"),
+        &[(11, "R1"), (150, "F"), (14, "4"), (151, "6"), (6, "400")],
+    );
+    let mut replace = order("R2b", "1", "3", "399.00").to_vec();
+    replace.push((41, "R2".to_string()));
+    send(&mut buyer, "G", &replace);
+    assert_report(
+        &buyer.expect("8"),
+        &[(11, "R2b"), (41, "R2"), (150, "5"), (151, "3")],
+    );
+
+    // The gateway dies and comes back with the same configuration and stores.
+    gateway.kill().unwrap();
+    gateway.wait().unwrap();
+    drop((buyer, seller));
+    let (mut gateway, lines) = spawn_gateway(&dir.path().join("gateway.toml"));
+    let started = lines.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert!(started.starts_with("gateway: FIX on"), "{started}");
+    let recovered = lines.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        recovered.starts_with("gateway: recovered 2 resting orders of the sessions (0 without"),
+        "{recovered}"
+    );
+    let mut buyer = FixClient::connect(port, "CLIENT1", "FIX.4.4");
+    let mut seller = FixClient::connect(port, "CLIENT2", "FIX.4.4");
+    buyer.logon();
+    seller.logon();
+
+    // The rest of R1 trades: reported to the buyer under R1, filled in full at 400.00.
+    send(&mut seller, "D", &order("S2", "2", "6", "400.00"));
+    assert_report(&seller.expect("8"), &[(11, "S2"), (150, "0")]);
+    assert_report(&seller.expect("8"), &[(11, "S2"), (150, "F"), (14, "6")]);
+    assert_report(
+        &buyer.expect("8"),
+        &[
+            (11, "R1"),
+            (150, "F"),
+            (39, "2"),
+            (32, "6"),
+            (14, "10"),
+            (151, "0"),
+            (6, "400"),
+        ],
+    );
+    // R2b is cancelled by its ClOrdID.
+    send(
+        &mut buyer,
+        "F",
+        &[
+            (11, "C1".to_string()),
+            (41, "R2b".to_string()),
+            (55, "DEMO".to_string()),
+            (54, "1".to_string()),
+            (60, utc_now()),
+        ],
+    );
+    assert_report(
+        &buyer.expect("8"),
+        &[(11, "C1"), (41, "R2b"), (150, "4"), (39, "4"), (151, "0")],
+    );
+    for client in [&mut buyer, &mut seller] {
+        client.send("5", &[]);
+        client.expect("5");
+    }
+    // The logouts cancel the sessions' orders (cancel on disconnect): let those commit and
+    // reach the gateway's replica.
+    std::thread::sleep(Duration::from_millis(500));
+    wait_settled(&nodes, Duration::from_secs(30)).unwrap();
+    let node_hash = nodes[0].get_str("state_hash");
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(gateway.id() as libc::pid_t, libc::SIGINT);
+    }
+    assert!(gateway.wait().unwrap().success());
+    let last = lines.iter().last().expect("the gateway's final line");
+    assert_eq!(
+        last.rsplit("state_hash ").next().unwrap().trim(),
+        node_hash,
+        "{last}"
+    );
+    let dirs: Vec<PathBuf> = (0..3)
+        .map(|id| dir.path().join(format!("journal-{id}")))
+        .collect();
+    tools::chaos::stop_and_verify(nodes, &dirs).unwrap_or_else(|e| panic!("{e:#}"));
+}

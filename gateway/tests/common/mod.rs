@@ -73,6 +73,11 @@ pub struct Harness {
 
 impl Harness {
     pub fn new(sessions: Vec<SessionConfig>) -> Harness {
+        Harness::continuing(sessions, 1)
+    }
+
+    /// A gateway whose next client sequence is `client_sequence_next` (as after a restart).
+    pub fn continuing(sessions: Vec<SessionConfig>, client_sequence_next: u64) -> Harness {
         let mut matcher = Matcher::new(Config {
             order_capacity: 1024,
             level_capacity: 1 << 18,
@@ -92,7 +97,7 @@ impl Harness {
             connections_max: 8,
             orders_per_session_max: 64,
             cl_ord_ids_remembered: 256,
-            client_sequence_next: 1,
+            client_sequence_next,
         };
         Harness {
             gateway: Gateway::new(config, stores).unwrap(),
