@@ -421,6 +421,28 @@ impl<S: MessageStore> Gateway<S> {
         true
     }
 
+    /// Restart: the sessions that cancel on disconnect lost their connection when the previous
+    /// gateway stopped; their orders given back by [`Gateway::restore_order`] are cancelled now
+    /// (one mass cancel per such session that has any), as a disconnect would have. Returns the
+    /// mass cancels queued.
+    pub fn cancel_on_restart(&mut self) -> usize {
+        let mut accounts = Vec::new();
+        for slot in &self.sessions {
+            if slot.session.config().cancel_on_disconnect && slot.orders.live_count() > 0 {
+                accounts.push(slot.session.config().account_id);
+            }
+        }
+        for &account_id in &accounts {
+            let command = matcher::Command::MassCancel(matcher::MassCancel {
+                account_id,
+                instrument_id: None,
+                side: None,
+            });
+            self.submit(command.encode(), None, 0);
+        }
+        accounts.len()
+    }
+
     /// Restart: sends again a command the gateway had submitted (its submission log says so)
     /// without seeing it committed, under the same client sequence (the next one: resubmit in
     /// order, before anything new), and expects its outcome as it did the first time: a new

@@ -114,6 +114,8 @@ pub struct RuntimeCounters {
     /// Start-up: entries of the submission log after a gap in its client sequences (cannot be
     /// sent again in order; dropped).
     pub resubmissions_dropped: u64,
+    /// Start-up: sessions whose recovered orders were mass-cancelled (cancel on disconnect).
+    pub cancelled_on_restart: u64,
 }
 
 /// Fills of the sessions' orders while they rest, folded from the committed events at start-up:
@@ -319,6 +321,8 @@ impl<S: MessageStore> GatewayRuntime<S> {
                 counters.resubmissions_dropped += 1;
             }
         }
+        // Sessions that cancel on disconnect were disconnected by the stop: their orders go.
+        counters.cancelled_on_restart = gateway.cancel_on_restart() as u64;
         // The log now needs only these (a restart sooner than they are done needs them again).
         let keep: Vec<SubmissionEntry> = keep.into_values().collect();
         submission_log.compact(&keep)?;

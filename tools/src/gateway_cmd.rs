@@ -471,8 +471,8 @@ pub fn run(config: &Path) -> Result<ExitCode> {
     );
     let r = &runtime.counters;
     println!(
-        "gateway: recovered {} resting orders of the sessions ({} without a ClOrdID in the submission log), sent again {} submissions not yet committed ({} dropped after a gap)",
-        r.orders_restored, r.orders_unrecovered, r.resubmitted, r.resubmissions_dropped
+        "gateway: recovered {} resting orders of the sessions ({} without a ClOrdID in the submission log), sent again {} submissions not yet committed ({} dropped after a gap), cancelled the orders of {} sessions that cancel on disconnect",
+        r.orders_restored, r.orders_unrecovered, r.resubmitted, r.resubmissions_dropped, r.cancelled_on_restart
     );
     use std::io::Write;
     let _ = std::io::stdout().flush();

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use sequencer::config::{free_base_port, write_local_cluster, NodeConfig};
 use tools::cluster::{leader_of, wait_settled, NodeChild};
+use tools::gateway_cmd::SessionSection;
 
 const EXCHANGE: &str = env!("CARGO_BIN_EXE_exchange");
 const WAIT: Duration = Duration::from_secs(20);
@@ -233,6 +234,27 @@ struct Setup {
 
 /// Starts a 3-node cluster and a gateway (client id `client_id`) in a temporary directory.
 fn start(client_id: u64) -> Setup {
+    start_with(client_id, None)
+}
+
+/// A FIX 4.4 session to EXCH trading `account_id`.
+fn session(target: &str, account_id: u32, cancel_on_disconnect: bool) -> SessionSection {
+    SessionSection {
+        version: "FIX.4.4".into(),
+        sender_comp_id: "EXCH".into(),
+        target_comp_id: target.into(),
+        password: None,
+        heartbeat_interval_s_min: 1,
+        heartbeat_interval_s_max: 120,
+        throttle_messages_per_second: 10_000,
+        cancel_on_disconnect,
+        account_id,
+        account: None,
+    }
+}
+
+/// As [`start`], with these sessions instead of the example configuration's.
+fn start_with(client_id: u64, sessions: Option<Vec<SessionSection>>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let base = free_base_port(3).unwrap();
     let configs: Vec<PathBuf> = write_local_cluster(
@@ -249,8 +271,15 @@ fn start(client_id: u64) -> Setup {
         .collect();
     let ingress = NodeConfig::load(&configs[0]).unwrap().ingress;
     let gateway_config = dir.path().join("gateway.toml");
-    let port = tools::gateway_cmd::write_local_gateway(&gateway_config, &ingress, client_id, None)
-        .unwrap();
+    let port = tools::gateway_cmd::write_local_gateway_with(
+        &gateway_config,
+        &ingress,
+        client_id,
+        None,
+        None,
+        sessions.as_deref(),
+    )
+    .unwrap();
     let (gateway, lines) = spawn_gateway(&gateway_config);
     let started = lines
         .recv_timeout(Duration::from_secs(60))
@@ -637,7 +666,8 @@ fn loadgen_over_fix_sends_a_csv_order_file_and_writes_the_fills(dir: &Path, port
 /// The gateway killed (SIGKILL) and started again: its sessions get their resting orders back
 /// under their ClOrdIDs (from its submission log), with what they had filled, so a fill after
 /// the restart is reported in full (CumQty and AvgPx over both sides of the restart) and a
-/// cancel by the ClOrdID of a replace made before it works.
+/// cancel by the ClOrdID of a replace made before it works; a session that cancels on
+/// disconnect has its orders cancelled, as the stop disconnected it.
 #[test]
 fn a_gateway_killed_and_restarted_reports_the_orders_placed_before() {
     let Setup {
@@ -647,11 +677,20 @@ fn a_gateway_killed_and_restarted_reports_the_orders_placed_before() {
         port,
         mut gateway,
         lines: _,
-    } = start(78);
+    } = start_with(
+        78,
+        Some(vec![
+            session("CLIENT1", 101, false),
+            session("CLIENT2", 102, false),
+            session("CLIENT3", 103, true),
+        ]),
+    );
     let mut buyer = FixClient::connect(port, "CLIENT1", "FIX.4.4");
     let mut seller = FixClient::connect(port, "CLIENT2", "FIX.4.4");
+    let mut careful = FixClient::connect(port, "CLIENT3", "FIX.4.4");
     buyer.logon();
     seller.logon();
+    careful.logon();
     let order =
         |id: &'static str, side: &'static str, quantity: &'static str, price: &'static str| {
             [
@@ -690,16 +729,24 @@ fn a_gateway_killed_and_restarted_reports_the_orders_placed_before() {
         &[(11, "R2b"), (41, "R2"), (150, "5"), (151, "3")],
     );
 
+    // CLIENT3 cancels on disconnect: its resting order goes when the gateway does.
+    send(&mut careful, "D", &order("K1", "2", "7", "450.00"));
+    assert_report(&careful.expect("8"), &[(11, "K1"), (150, "0")]);
+
     // The gateway dies and comes back with the same configuration and stores.
     gateway.kill().unwrap();
     gateway.wait().unwrap();
-    drop((buyer, seller));
+    drop((buyer, seller, careful));
     let (mut gateway, lines) = spawn_gateway(&dir.path().join("gateway.toml"));
     let started = lines.recv_timeout(Duration::from_secs(60)).unwrap();
     assert!(started.starts_with("gateway: FIX on"), "{started}");
     let recovered = lines.recv_timeout(Duration::from_secs(10)).unwrap();
     assert!(
-        recovered.starts_with("gateway: recovered 2 resting orders of the sessions (0 without"),
+        recovered.starts_with("gateway: recovered 3 resting orders of the sessions (0 without"),
+        "{recovered}"
+    );
+    assert!(
+        recovered.ends_with("cancelled the orders of 1 sessions that cancel on disconnect"),
         "{recovered}"
     );
     let mut buyer = FixClient::connect(port, "CLIENT1", "FIX.4.4");
@@ -739,7 +786,22 @@ fn a_gateway_killed_and_restarted_reports_the_orders_placed_before() {
         &buyer.expect("8"),
         &[(11, "C1"), (41, "R2b"), (150, "4"), (39, "4"), (151, "0")],
     );
-    for client in [&mut buyer, &mut seller] {
+    // K1 is gone: cancelling it again is an unknown order.
+    let mut careful = FixClient::connect(port, "CLIENT3", "FIX.4.4");
+    careful.logon();
+    send(
+        &mut careful,
+        "F",
+        &[
+            (11, "C9".to_string()),
+            (41, "K1".to_string()),
+            (55, "DEMO".to_string()),
+            (54, "2".to_string()),
+            (60, utc_now()),
+        ],
+    );
+    assert_report(&careful.expect("9"), &[(11, "C9"), (41, "K1"), (102, "1")]);
+    for client in [&mut buyer, &mut seller, &mut careful] {
         client.send("5", &[]);
         client.expect("5");
     }
