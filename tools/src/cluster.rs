@@ -329,7 +329,10 @@ fn loadgen_fix(options: LoadOptions) -> Result<ExitCode> {
 /// microseconds), which the usual plotters read.
 pub fn write_hgrm(path: &Path, histogram: &hdrhistogram::Histogram<u64>) -> Result<()> {
     let mut out = String::from("       Value     Percentile TotalCount 1/(1-Percentile)\n\n");
+    // TotalCount is cumulative, as HdrHistogram's own output has it.
+    let mut total = 0u64;
     for v in histogram.iter_quantiles(1) {
+        total += v.count_since_last_iteration();
         let q = v.quantile_iterated_to();
         let inverse = if q < 1.0 {
             format!("{:.2}", 1.0 / (1.0 - q))
@@ -340,7 +343,7 @@ pub fn write_hgrm(path: &Path, histogram: &hdrhistogram::Histogram<u64>) -> Resu
             "{:12.3} {:14.12} {:10} {:>14}\n",
             v.value_iterated_to() as f64 / 1000.0,
             q,
-            v.count_since_last_iteration(),
+            total,
             inverse
         ));
     }

@@ -379,11 +379,46 @@ fn stat_and_top_show_a_running_cluster_from_its_counters_files() {
         assert!(std::time::Instant::now() < deadline, "no counters files");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    let hgrm = dir.path().join("loadgen.hgrm");
     exchange()
         .args(["loadgen", "--config", config.to_str().unwrap()])
-        .args(["--rate", "2000", "--commands", "2000"])
+        .args(["--rate", "2000", "--commands", "2000", "--hgrm"])
+        .arg(&hgrm)
         .assert()
         .success();
+    // The histogram in HdrHistogram's percentile-distribution layout: percentiles and the
+    // cumulative count rise to every measured command.
+    let text = std::fs::read_to_string(&hgrm).unwrap();
+    assert!(text.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)\n\n"));
+    let rows: Vec<(f64, f64, u64)> = text
+        .lines()
+        .skip(2)
+        .take_while(|l| !l.starts_with('#'))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+            )
+        })
+        .collect();
+    assert!(rows.len() > 5, "{text}");
+    assert!(rows
+        .windows(2)
+        .all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1 && w[0].2 <= w[1].2));
+    let (_, last_percentile, last_count) = *rows.last().unwrap();
+    assert_eq!(last_percentile, 1.0);
+    let footer_count: u64 = text
+        .rsplit("Total count    = ")
+        .next()
+        .unwrap()
+        .trim_end_matches(|c: char| c == ']' || c.is_whitespace())
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(last_count, footer_count);
+    assert!(footer_count > 0 && footer_count <= 2000, "{footer_count}");
     // The counters are rewritten every 100 ms.
     std::thread::sleep(std::time::Duration::from_millis(300));
     let output = exchange()
