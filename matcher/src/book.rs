@@ -729,7 +729,7 @@ impl Matcher {
         quantity: u64,
         notional_price: i64,
     ) -> Result<(), RejectReason> {
-        if instrument.lot != 1 && quantity % instrument.lot != 0 {
+        if instrument.lot != 1 && !quantity.is_multiple_of(instrument.lot) {
             return Err(RejectReason::QuantityOffLot);
         }
         if quantity < instrument.quantity_min || quantity > instrument.quantity_max {
@@ -2265,7 +2265,7 @@ mod tests {
             let mut bytes = [0u8; 64];
             for (index, chunk) in bytes.chunks_exact_mut(8).enumerate() {
                 let word = hash::mix2(state, index as u64);
-                let value = if word % 3 == 0 {
+                let value = if word.is_multiple_of(3) {
                     extremes[(word >> 8) as usize % extremes.len()]
                 } else {
                     word

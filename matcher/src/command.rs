@@ -9,7 +9,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// Size of every command record in bytes.
 pub const COMMAND_RECORD_SIZE: usize = 64;
-const _: () = assert!(COMMAND_RECORD_SIZE % 8 == 0);
+const _: () = assert!(COMMAND_RECORD_SIZE.is_multiple_of(8));
 
 /// Largest number of price levels one side of one instrument may have.
 pub const PRICE_LEVELS_PER_SIDE_MAX: u32 = 1 << 22;

@@ -486,7 +486,7 @@ mod tests {
             let found = table.get(key, |slot| orders[slot as usize] == Some(key));
             assert_eq!(found, model.get(&model_key).copied());
             match found {
-                Some(slot) if state % 3 != 0 => {
+                Some(slot) if !state.is_multiple_of(3) => {
                     table.remove(key, slot);
                     model.remove(&model_key);
                     orders[slot as usize] = None;
@@ -548,7 +548,7 @@ mod tests {
             let key = state % 200;
             if let Some(value) = model.get(&key).copied() {
                 assert_eq!(table.get(key), Some(value));
-                if state % 3 != 0 {
+                if !state.is_multiple_of(3) {
                     assert_eq!(table.remove(key), value);
                     model.remove(&key);
                 }
@@ -576,7 +576,7 @@ mod tests {
             let key = state % 200;
             if let Some(value) = model.get(&key).copied() {
                 assert_eq!(table.get(key), Some(value));
-                if state % 3 != 0 {
+                if !state.is_multiple_of(3) {
                     assert_eq!(table.remove(key), value);
                     model.remove(&key);
                 }

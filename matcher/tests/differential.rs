@@ -362,7 +362,7 @@ fn run(seed: u64, commands: u64) -> (u64, u64) {
             }
             book_sizes += u64::from(matcher.order_count());
         }
-        if sequence % FULL_CHECK_INTERVAL == 0 {
+        if sequence.is_multiple_of(FULL_CHECK_INTERVAL) {
             compare_books(&matcher, &reference, sequence);
             assert_eq!(matcher.state_hash(), matcher.state_hash_recomputed());
         }

@@ -35,7 +35,7 @@ fn replay(
         for event in &events {
             bytes.extend_from_slice(event.as_bytes());
         }
-        if sequence as usize % HASH_INTERVAL == 0 {
+        if (sequence as usize).is_multiple_of(HASH_INTERVAL) {
             hashes.push((index, matcher.state_hash()));
         }
     }

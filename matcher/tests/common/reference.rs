@@ -325,7 +325,7 @@ impl Reference {
         notional_price: i64,
     ) -> Result<(), RejectReason> {
         let lot = u64::from(instrument.config.lot_size);
-        if quantity % lot != 0 {
+        if !quantity.is_multiple_of(lot) {
             return Err(RejectReason::QuantityOffLot);
         }
         if quantity < u64::from(instrument.config.quantity_min_lots) * lot
