@@ -311,11 +311,23 @@ impl<S: MessageStore> GatewayRuntime<S> {
         }
         drop(fills);
         // What was submitted and not committed: sent again, in order, before anything new.
-        let mut resend: Vec<SubmissionEntry> = Vec::new();
+        let mut submissions = Vec::with_capacity(1024);
         for entry in by_sequence.range(last_own + 1..).map(|(_, entry)| **entry) {
-            if gateway.resubmit(&entry) {
+            let mut resent = gateway.resubmit(&entry);
+            if !resent && entry.client_sequence == gateway.client_sequence_next() {
+                // The core's submission queue is full: hand it to the client, then again.
+                send_submissions(
+                    &mut gateway,
+                    &mut submissions,
+                    &mut submission_log,
+                    &mut client,
+                    &mut counters,
+                    started,
+                )?;
+                resent = gateway.resubmit(&entry);
+            }
+            if resent {
                 counters.resubmitted += 1;
-                resend.push(entry);
                 keep.insert(entry.client_sequence, entry);
             } else {
                 counters.resubmissions_dropped += 1;
@@ -335,7 +347,6 @@ impl<S: MessageStore> GatewayRuntime<S> {
         // Everything submitted so far committed (its outcomes reported to the sessions, or
         // stored for them), before the listener opens.
         let target = gateway.client_sequence_next() - 1;
-        let mut submissions = Vec::with_capacity(1024);
         let mut own_last = last_own;
         let deadline = Instant::now() + CATCH_UP_TIMEOUT;
         loop {
