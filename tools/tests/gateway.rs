@@ -805,9 +805,17 @@ fn a_gateway_killed_and_restarted_reports_the_orders_placed_before() {
         client.send("5", &[]);
         client.expect("5");
     }
-    // The logouts cancel the sessions' orders (cancel on disconnect): let those commit and
-    // reach the gateway's replica.
-    std::thread::sleep(Duration::from_millis(500));
+    // CLIENT3's logout cancels its orders (cancel on disconnect): let that commit and reach
+    // the gateway's replica (the log stops growing for half a second).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sequence = nodes[0].get("sequence");
+        std::thread::sleep(Duration::from_millis(500));
+        if nodes[0].get("sequence") == sequence {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the log keeps growing");
+    }
     wait_settled(&nodes, Duration::from_secs(30)).unwrap();
     let node_hash = nodes[0].get_str("state_hash");
     // SAFETY: signalling our own child.
