@@ -457,15 +457,11 @@ fn journal_text(dir: &Path, error: &JournalError) -> String {
 }
 
 fn generation_path(dir: &Path, generation: u64) -> PathBuf {
-    dir.join(format!("{GENERATION_PREFIX}{generation:010}"))
+    crate::generations::generation_path(dir, GENERATION_PREFIX, generation)
 }
 
 fn parse_generation(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix(GENERATION_PREFIX)?;
-    if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok().filter(|&generation| generation > 0)
+    crate::generations::parse_generation(name, GENERATION_PREFIX)
 }
 
 /// The generation numbers present in `dir`, ascending.
@@ -511,17 +507,11 @@ fn lock_directory(dir: &Path) -> Result<File, StoreError> {
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|handle| handle.sync_all())
-        .map_err(file_error(dir))
+    crate::generations::sync_dir(dir).map_err(file_error(dir))
 }
 
 fn remove_generation(path: &Path) -> Result<(), StoreError> {
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(file_error(path)(error)),
-    }
+    crate::generations::remove_dir_if_exists(path).map_err(file_error(path))
 }
 
 fn open_journal(config: &FileStoreConfig, path: &Path) -> Result<Journal, StoreError> {

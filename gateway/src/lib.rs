@@ -45,6 +45,7 @@ pub mod app;
 pub mod codec;
 mod file_store;
 pub mod gateway;
+mod generations;
 pub mod net;
 pub mod runtime;
 pub mod session;

@@ -214,15 +214,11 @@ fn journal_error(path: &Path) -> impl FnOnce(JournalError) -> SubmissionLogError
 }
 
 fn generation_path(dir: &Path, generation: u64) -> PathBuf {
-    dir.join(format!("{GENERATION_PREFIX}{generation:010}"))
+    crate::generations::generation_path(dir, GENERATION_PREFIX, generation)
 }
 
 fn parse_generation(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix(GENERATION_PREFIX)?;
-    if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+    crate::generations::parse_generation(name, GENERATION_PREFIX)
 }
 
 fn open_journal(path: &Path) -> Result<Journal, SubmissionLogError> {
@@ -264,17 +260,11 @@ fn create_generation(
 }
 
 fn sync_dir(dir: &Path) -> Result<(), SubmissionLogError> {
-    std::fs::File::open(dir)
-        .and_then(|handle| handle.sync_all())
-        .map_err(file_error(dir))
+    crate::generations::sync_dir(dir).map_err(file_error(dir))
 }
 
 fn remove_dir(path: &Path) -> Result<(), SubmissionLogError> {
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(file_error(path)(error)),
-    }
+    crate::generations::remove_dir_if_exists(path).map_err(file_error(path))
 }
 
 #[cfg(test)]
