@@ -292,7 +292,7 @@ impl<S: MessageStore> GatewayRuntime<S> {
                     }
                     let logged = by_sequence
                         .get(&view.client_order_id)
-                        .filter(|entry| entry.record.account_id.get() == view.account_id);
+                        .filter(|entry| entry_made(entry, view));
                     let Some((entry, cl_ord_id)) =
                         logged.and_then(|entry| Some((*entry, entry.cl_ord_id?)))
                     else {
@@ -481,6 +481,21 @@ impl<S: MessageStore> GatewayRuntime<S> {
     pub fn matcher_state_hash(&self) -> u64 {
         self.matcher.state_hash()
     }
+}
+
+/// Whether `entry` is the NewOrder or Replace that gave the order `view` its client order id
+/// (its client sequence): the same account, and the same instrument and side, or the same
+/// order.
+fn entry_made(entry: &SubmissionEntry, view: &matcher::OrderView) -> bool {
+    let record = &entry.record;
+    record.account_id.get() == view.account_id
+        && match CommandKind::from_u8(record.kind) {
+            Some(CommandKind::NewOrder) => {
+                record.instrument_id.get() == view.instrument_id && record.side == view.side as u8
+            }
+            Some(CommandKind::Replace) => record.order_id.get() == view.order_id,
+            _ => false,
+        }
 }
 
 /// Appends the core's new submissions to the submission log, then hands them to the reliable
