@@ -309,6 +309,34 @@ mod tests {
     }
 
     #[test]
+    fn a_torn_last_entry_is_cut_and_the_rest_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = SubmissionLog::open(dir.path()).unwrap();
+        let written: Vec<SubmissionEntry> =
+            (1..=10).map(|i| entry(i, Some(&format!("c{i}")))).collect();
+        for e in &written {
+            log.append(e).unwrap();
+        }
+        // The process dies in the middle of the last entry: its bytes are half there.
+        drop(log);
+        let segment = std::fs::read_dir(generation_path(dir.path(), 1))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| std::fs::metadata(p).unwrap().len() == SEGMENT_SIZE)
+            .unwrap();
+        let mut bytes = std::fs::read(&segment).unwrap();
+        // The last entry's ClOrdID, "c10", is overwritten: its checksum no longer holds.
+        let at = bytes
+            .windows(4)
+            .rposition(|w| w == b"\x03c10")
+            .expect("the last entry");
+        bytes[at + 1..at + 4].copy_from_slice(b"zzz");
+        std::fs::write(&segment, &bytes).unwrap();
+        let (_, entries) = SubmissionLog::open(dir.path()).unwrap();
+        assert_eq!(entries, written[..9]);
+    }
+
+    #[test]
     fn entries_survive_reopening_and_compaction_keeps_only_what_is_asked() {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, entries) = SubmissionLog::open(dir.path()).unwrap();
