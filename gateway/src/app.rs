@@ -223,6 +223,32 @@ pub struct Order {
 }
 
 impl Order {
+    /// A new order as submitted (client order id = the submission's client sequence), waiting
+    /// for the matcher's acceptance.
+    pub fn pending_new(
+        cl_ord_id: ClOrdId,
+        client_order_id: u64,
+        instrument: u16,
+        order: &matcher::NewOrder,
+    ) -> Order {
+        Order {
+            cl_ord_id,
+            client_order_id,
+            order_id: 0,
+            instrument,
+            side: order.side,
+            order_type: order.order_type,
+            time_in_force: order.time_in_force,
+            price: order.price,
+            quantity: order.quantity,
+            cum_quantity: 0,
+            leaves_quantity: order.quantity,
+            notional: 0,
+            state: OrderState::PendingNew,
+            change_pending: false,
+        }
+    }
+
     /// OrdStatus (39) while the order lives: New, Partially filled or Filled.
     pub fn live_status(&self) -> u8 {
         if self.cum_quantity == 0 {

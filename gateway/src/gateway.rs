@@ -121,10 +121,6 @@ pub struct Counters {
     pub submissions: u64,
     /// ExecutionReports (and cancel rejects, mass cancel reports) sent from committed events.
     pub reports: u64,
-    /// Restart: resting orders given back to their sessions.
-    pub orders_restored: u64,
-    /// Restart: uncommitted submissions sent again.
-    pub resubmissions: u64,
 }
 
 struct Connection {
@@ -417,7 +413,6 @@ impl<S: MessageStore> Gateway<S> {
             return false;
         };
         orders.accepted(slot, view.order_id);
-        self.counters.orders_restored += 1;
         true
     }
 
@@ -462,7 +457,6 @@ impl<S: MessageStore> Gateway<S> {
             request_type: entry.request_type,
             resent: true,
         });
-        self.counters.resubmissions += 1;
         let (Some(session), Some(cl_ord_id)) = (
             self.session_of(entry.record.account_id.get()),
             entry.cl_ord_id,
@@ -471,57 +465,47 @@ impl<S: MessageStore> Gateway<S> {
         };
         let orders = &mut self.sessions[session].orders;
         orders.use_cl_ord_id(cl_ord_id);
-        match entry.record.decode() {
+        let (pending, order_id) = match entry.record.decode() {
             Ok(matcher::Command::NewOrder(order)) => {
                 if let Some(instrument) = self.instruments.by_id(order.instrument_id) {
-                    let _ = orders.insert(Order {
+                    let _ = orders.insert(Order::pending_new(
                         cl_ord_id,
-                        client_order_id: entry.client_sequence,
-                        order_id: 0,
+                        entry.client_sequence,
                         instrument,
-                        side: order.side,
-                        order_type: order.order_type,
-                        time_in_force: order.time_in_force,
-                        price: order.price,
-                        quantity: order.quantity,
-                        cum_quantity: 0,
-                        leaves_quantity: order.quantity,
-                        notional: 0,
-                        state: OrderState::PendingNew,
-                        change_pending: false,
-                    });
+                        &order,
+                    ));
                 }
+                return true;
             }
-            Ok(matcher::Command::Cancel(cancel)) => {
-                let pending = Pending::Cancel {
+            Ok(matcher::Command::Cancel(cancel)) => (
+                Pending::Cancel {
                     cl_ord_id,
                     order_id: cancel.order_id,
-                };
-                if orders.push_pending(pending) {
-                    if let Some(slot) = orders.by_order_id(cancel.order_id) {
-                        orders.get_mut(slot).change_pending = true;
-                    }
-                }
-            }
-            Ok(matcher::Command::Replace(replace)) => {
-                let pending = Pending::Replace {
+                },
+                Some(cancel.order_id),
+            ),
+            Ok(matcher::Command::Replace(replace)) => (
+                Pending::Replace {
                     cl_ord_id,
                     order_id: replace.order_id,
                     client_order_id: entry.client_sequence,
-                };
-                if orders.push_pending(pending) {
-                    if let Some(slot) = orders.by_order_id(replace.order_id) {
-                        orders.get_mut(slot).change_pending = true;
-                    }
-                }
-            }
-            Ok(matcher::Command::MassCancel(_)) => {
-                let _ = orders.push_pending(Pending::MassCancel {
+                },
+                Some(replace.order_id),
+            ),
+            Ok(matcher::Command::MassCancel(_)) => (
+                Pending::MassCancel {
                     cl_ord_id,
                     request_type: entry.request_type,
-                });
+                },
+                None,
+            ),
+            _ => return true,
+        };
+        // As the request did the first time: the order it targets has a change pending.
+        if orders.push_pending(pending) {
+            if let Some(slot) = order_id.and_then(|id| orders.by_order_id(id)) {
+                orders.get_mut(slot).change_pending = true;
             }
-            _ => {}
         }
         true
     }
@@ -938,7 +922,7 @@ impl<S: MessageStore> Gateway<S> {
             return Ok(());
         }
         let instrument = self.instruments.get(intent.instrument);
-        let command = matcher::Command::NewOrder(matcher::NewOrder {
+        let new_order = matcher::NewOrder {
             instrument_id: instrument.instrument_id,
             account_id: self.sessions[session_index].session.config().account_id,
             client_order_id: 0,
@@ -949,28 +933,19 @@ impl<S: MessageStore> Gateway<S> {
             post_only: intent.post_only,
             price: intent.price,
             quantity: intent.quantity,
-        });
+        };
+        let command = matcher::Command::NewOrder(new_order);
         let Some(client_sequence) = self.submit(command.encode(), Some(intent.cl_ord_id), 0) else {
             return Ok(());
         };
         let orders = &mut self.sessions[session_index].orders;
         orders.use_cl_ord_id(intent.cl_ord_id);
-        let inserted = orders.insert(Order {
-            cl_ord_id: intent.cl_ord_id,
-            client_order_id: client_sequence,
-            order_id: 0,
-            instrument: intent.instrument,
-            side: intent.side,
-            order_type: intent.order_type,
-            time_in_force: intent.time_in_force,
-            price: intent.price,
-            quantity: intent.quantity,
-            cum_quantity: 0,
-            leaves_quantity: intent.quantity,
-            notional: 0,
-            state: OrderState::PendingNew,
-            change_pending: false,
-        });
+        let inserted = orders.insert(Order::pending_new(
+            intent.cl_ord_id,
+            client_sequence,
+            intent.instrument,
+            &new_order,
+        ));
         debug_assert!(inserted.is_some(), "room was checked");
         Ok(())
     }
