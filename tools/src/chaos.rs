@@ -308,15 +308,9 @@ pub fn kill_leader_repeatedly(
     let mut rng = sequencer::sim::Rng::new(options.seed);
     let mut kills = Vec::new();
     let mut last_term = 0u64;
-    // The node that says it leads the newest term: a deposed leader's last status line may
-    // still say "leader" (of its older term) for up to a status interval.
     let find_leader = |nodes: &[NodeChild], after_term: u64| {
-        nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| n.get_str("role") == "leader")
-            .map(|(l, n)| (l, n.get("term")))
-            .max_by_key(|&(_, term)| term)
+        leader_of(nodes)
+            .map(|l| (l, nodes[l].get("term")))
             .filter(|&(_, term)| term > after_term)
     };
     let mut unforced_elections = Vec::new();

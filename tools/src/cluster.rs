@@ -580,9 +580,16 @@ impl Drop for HelperProcess {
     }
 }
 
-/// The index of the node whose latest status says it leads.
+/// The index of the node whose latest status says it leads the newest term.
 pub fn leader_of(nodes: &[NodeChild]) -> Option<usize> {
-    nodes.iter().position(|n| n.get_str("role") == "leader")
+    // The newest term's: a deposed leader's last status line may still say "leader" (of its
+    // older term) for up to a status interval.
+    nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.get_str("role") == "leader")
+        .max_by_key(|(_, n)| n.get("term"))
+        .map(|(index, _)| index)
 }
 
 /// Waits until a node leads and every node has applied everything the leader holds.
