@@ -737,23 +737,26 @@ pub fn cluster_up(up: &ClusterUp) -> Result<ExitCode> {
     install_signal_handlers();
     let configs = sequencer::config::write_local_cluster_with(dir, nodes, base_port, &up.sections)
         .with_context(|| format!("writing configuration files in {}", dir.display()))?;
-    // Refuse a bad setting before anything starts: every node's file as its node will read it.
-    for config in &configs {
-        NodeConfig::load(config)?;
-    }
+    // Refuse a bad setting before anything starts: every node's file as its node will read it,
+    // and the gateway's as the gateway will.
+    let loaded = configs
+        .iter()
+        .map(|config| NodeConfig::load(config))
+        .collect::<Result<Vec<_>, _>>()?;
     let gateway_config = dir.join("gateway.toml");
-    if fix_port != 0 {
-        let ingress = NodeConfig::load(&configs[0])?.ingress;
+    let gateway = if fix_port != 0 {
         crate::gateway_cmd::write_local_gateway_with(
             &gateway_config,
-            &ingress,
+            &loaded[0].ingress,
             9001,
             Some(fix_port),
             up.instruments.as_deref(),
             up.sessions.as_deref(),
         )?;
-        crate::gateway_cmd::GatewayFile::load(&gateway_config)?;
-    }
+        Some(crate::gateway_cmd::GatewayFile::load(&gateway_config)?)
+    } else {
+        None
+    };
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
     for config in &configs {
@@ -771,15 +774,15 @@ pub fn cluster_up(up: &ClusterUp) -> Result<ExitCode> {
     );
     // The gateway and the feed publisher, each its own process.
     let mut helpers: Vec<HelperProcess> = Vec::new();
-    if fix_port != 0 {
-        let mut gateway = std::process::Command::new(&exe);
-        gateway.arg("gateway").arg("--config").arg(&gateway_config);
-        helpers.push(HelperProcess::spawn(gateway, "the gateway", true)?);
+    if let Some(checked) = &gateway {
+        let mut command = std::process::Command::new(&exe);
+        command.arg("gateway").arg("--config").arg(&gateway_config);
+        helpers.push(HelperProcess::spawn(command, "the gateway", true)?);
         println!(
             "  FIX: 127.0.0.1:{fix_port}; configuration {}",
             gateway_config.display()
         );
-        for line in crate::gateway_cmd::describe(&gateway_config)? {
+        for line in crate::gateway_cmd::describe(checked) {
             println!("    {line}");
         }
     }

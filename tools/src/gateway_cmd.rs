@@ -283,27 +283,12 @@ impl GatewayFile {
     }
 }
 
-/// What a gateway configuration offers a FIX client, a line per session and instrument (for
-/// `cluster up` to print where to connect).
-pub fn describe(path: &Path) -> Result<Vec<String>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let file: GatewayFile =
-        toml::from_str(&text).with_context(|| format!("{}: invalid", path.display()))?;
-    let decimal = |units: i64, exponent: i8| -> String {
-        let scale = 10i64.pow(u32::from(exponent.unsigned_abs()));
-        if exponent >= 0 {
-            return (units * scale).to_string();
-        }
-        let sign = if units < 0 { "-" } else { "" };
-        let places = exponent.unsigned_abs() as usize;
-        format!(
-            "{sign}{}.{:0places$}",
-            units.abs() / scale,
-            units.abs() % scale
-        )
-    };
-    let mut lines: Vec<String> = file
+/// What a checked gateway configuration offers a FIX client, a line per session and
+/// instrument (for `cluster up` to print where to connect).
+pub fn describe(checked: &Checked) -> Vec<String> {
+    use matcher::decimal::Units;
+    let mut lines: Vec<String> = checked
+        .gateway
         .sessions
         .iter()
         .map(|s| {
@@ -311,7 +296,7 @@ pub fn describe(path: &Path) -> Result<Vec<String>> {
                 "session: SenderCompID {} TargetCompID {} ({}{}), account {}",
                 s.target_comp_id,
                 s.sender_comp_id,
-                s.version,
+                String::from_utf8_lossy(s.version.begin_string()),
                 if s.password.is_some() {
                     ", password"
                 } else {
@@ -321,16 +306,26 @@ pub fn describe(path: &Path) -> Result<Vec<String>> {
             )
         })
         .collect();
-    lines.extend(file.instruments.iter().map(|i| {
+    lines.extend(checked.runtime.instruments.iter().map(|i| {
+        let symbol = i.symbol.split(|&b| b == 0).next().unwrap_or_default();
         format!(
             "symbol {}: tick {}, lot {}, reference price {}",
-            i.symbol,
-            decimal(i64::from(i.tick_size), i.price_exponent),
-            decimal(i64::from(i.lot_size), i.quantity_exponent),
-            decimal(i.reference_price, i.price_exponent)
+            String::from_utf8_lossy(symbol),
+            Units {
+                value: i64::from(i.tick_size),
+                exponent: i.price_exponent
+            },
+            Units {
+                value: i64::from(i.lot_size),
+                exponent: i.quantity_exponent
+            },
+            Units {
+                value: i.reference_price,
+                exponent: i.price_exponent
+            }
         )
     }));
-    Ok(lines)
+    lines
 }
 
 /// Writes a gateway configuration into `path` for a cluster whose members' client ingress
