@@ -621,14 +621,11 @@ pub fn wait_settled(nodes: &[NodeChild], timeout: Duration) -> Result<()> {
 /// the default).
 #[derive(Debug, Clone, Default)]
 pub struct ClusterUpOptions {
-    pub nodes: Option<u8>,
-    pub dir: Option<PathBuf>,
-    pub base_port: Option<u16>,
+    /// What the cluster file's `[local]` can say too (`--no-feed` is `feed: Some(false)`).
+    pub local: crate::cluster_file::LocalSection,
     pub duration: Option<Duration>,
     pub status_ms: Option<u64>,
     pub idle: Option<String>,
-    pub fix_port: Option<u16>,
-    pub no_feed: bool,
 }
 
 /// What `exchange cluster up` starts.
@@ -659,7 +656,7 @@ impl ClusterUp {
             Some(path) => ClusterFile::load(path)?,
             None => ClusterFile::default(),
         };
-        let local = &file.local;
+        let local = options.local.or(file.local.clone());
         // Keys cluster up gives every node unless the file sets them: its status interval and
         // idle strategies (the command line's --status-ms and --idle win over the file).
         let mut node = file.section("node").cloned().unwrap_or_default();
@@ -686,15 +683,12 @@ impl ClusterUp {
             toml::to_string(table).context("writing the node sections")
         };
         let up = ClusterUp {
-            nodes: options.nodes.or(local.nodes).unwrap_or(3),
-            dir: options
-                .dir
-                .or(local.dir.clone())
-                .unwrap_or_else(|| PathBuf::from("cluster")),
-            base_port: options.base_port.or(local.base_port).unwrap_or(20100),
+            nodes: local.nodes.unwrap_or(3),
+            dir: local.dir.unwrap_or_else(|| PathBuf::from("cluster")),
+            base_port: local.base_port.unwrap_or(20100),
             duration: options.duration,
-            fix_port: options.fix_port.or(local.fix_port).unwrap_or(9878),
-            feed: !options.no_feed && local.feed.unwrap_or(true),
+            fix_port: local.fix_port.unwrap_or(9878),
+            feed: local.feed.unwrap_or(true),
             sections: sequencer::config::LocalSections {
                 node: text(&node)?,
                 cluster: text(&cluster)?,

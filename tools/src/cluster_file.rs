@@ -41,6 +41,20 @@ pub struct LocalSection {
     pub feed: Option<bool>,
 }
 
+impl LocalSection {
+    /// Each option of `self`, or where it has none, `fallback`'s (the command line over the
+    /// file).
+    pub fn or(self, fallback: LocalSection) -> LocalSection {
+        LocalSection {
+            nodes: self.nodes.or(fallback.nodes),
+            dir: self.dir.or(fallback.dir),
+            base_port: self.base_port.or(fallback.base_port),
+            fix_port: self.fix_port.or(fallback.fix_port),
+            feed: self.feed.or(fallback.feed),
+        }
+    }
+}
+
 /// A checked cluster file.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterFile {

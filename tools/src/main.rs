@@ -287,14 +287,16 @@ fn main() -> ExitCode {
         } => cluster::ClusterUp::resolve(
             config.as_deref(),
             cluster::ClusterUpOptions {
-                nodes,
-                dir,
-                base_port,
+                local: tools::cluster_file::LocalSection {
+                    nodes,
+                    dir,
+                    base_port,
+                    fix_port,
+                    feed: no_feed.then_some(false),
+                },
                 duration: duration.map(std::time::Duration::from_secs),
                 status_ms,
                 idle,
-                fix_port,
-                no_feed,
             },
         )
         .and_then(|up| cluster::cluster_up(&up)),
