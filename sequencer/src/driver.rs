@@ -26,16 +26,62 @@ pub enum DriverError {
 }
 
 /// A unique directory under `/dev/shm` for a driver, named after `purpose`, the process id and a
-/// counter, so parallel tests and processes never share one.
+/// counter, so parallel tests and processes never share one. The first call in a process also
+/// removes the directories of processes that no longer run (see [`remove_stale_dirs`]).
 pub fn unique_dir(purpose: &str) -> PathBuf {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    static SWEEP: std::sync::Once = std::sync::Once::new();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let base = if Path::new("/dev/shm").is_dir() {
         PathBuf::from("/dev/shm")
     } else {
         std::env::temp_dir()
     };
+    SWEEP.call_once(|| {
+        remove_stale_dirs(&base);
+    });
     base.join(format!("exchange-{purpose}-{}-{n}", std::process::id()))
+}
+
+/// Removes the driver directories under `base` (`exchange-<purpose>-<pid>-<n>`) whose process
+/// is gone. A process killed with SIGKILL cannot delete its own, and each holds the driver's
+/// term buffers (tens of MB of shared memory): without this, a machine whose nodes are killed
+/// again and again (failover tests, crashes) runs out of memory in `/dev/shm`. Returns how many
+/// it removed; a directory it cannot read or remove is left alone.
+pub fn remove_stale_dirs(base: &Path) -> usize {
+    // Whether a process runs is read from /proc: without it, nothing is known to be stale.
+    if !Path::new("/proc/self").exists() {
+        return 0;
+    }
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        let Some(rest) = name.strip_prefix("exchange-") else {
+            continue;
+        };
+        // `<purpose>-<pid>-<n>`: the purpose may contain dashes, the last two fields never do.
+        let mut fields = rest.rsplitn(3, '-');
+        let (Some(n), Some(pid), Some(_purpose)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let (Ok(_), Ok(pid)) = (n.parse::<u64>(), pid.parse::<u32>()) else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if std::fs::remove_dir_all(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// What the driver's thread does when idle.
@@ -224,5 +270,34 @@ impl Drop for EmbeddedDriver {
         drop(self.invoked.take());
         // Aeron deletes the directory on shutdown; make sure, in case it was interrupted.
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_directories_of_processes_that_are_gone_are_removed() {
+        let base = tempfile::tempdir().unwrap();
+        let ours = std::process::id();
+        // No process has the largest pid; pid 1 always runs.
+        let gone = format!("exchange-node-2-{}-0", u32::MAX);
+        let kept = [
+            format!("exchange-node-0-{ours}-3"),
+            "exchange-gateway-1-0".to_string(),
+            "exchange-node-x-0".to_string(),
+            format!("exchange-{}", u32::MAX),
+            "aeron-other".to_string(),
+        ];
+        for name in kept.iter().chain([&gone]) {
+            std::fs::create_dir_all(base.path().join(name).join("cnc")).unwrap();
+        }
+        assert_eq!(remove_stale_dirs(base.path()), 1);
+        assert!(!base.path().join(&gone).exists());
+        for name in &kept {
+            assert!(base.path().join(name).exists(), "{name}");
+        }
+        assert_eq!(remove_stale_dirs(base.path()), 0);
     }
 }
