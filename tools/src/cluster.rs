@@ -848,3 +848,48 @@ pub fn cluster_up(up: &ClusterUp) -> Result<ExitCode> {
         ExitCode::SUCCESS
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_files_node_sections_are_written_back_key_for_key_under_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cluster.toml");
+        std::fs::write(
+            &file,
+            "[local]\nnodes = 5\n[journal]\nsync = \"group-commit\"\n[cluster]\ncheckpoint_interval = 500\n[node]\nidle = \"yield\"\n",
+        )
+        .unwrap();
+        let up = ClusterUp::resolve(Some(&file), ClusterUpOptions::default()).unwrap();
+        assert_eq!(up.nodes, 5);
+        assert_eq!(up.sections.journal, "sync = \"group-commit\"\n");
+        assert_eq!(
+            up.sections.cluster,
+            "checkpoint_interval = 500\nleader = 0\n"
+        );
+        assert_eq!(
+            up.sections.node,
+            "idle = \"yield\"\nstatus_interval_ms = 5000\n"
+        );
+        assert_eq!(up.sections.aeron, "driver_idle = \"yield\"\n");
+        // The command line wins over the file.
+        let options = ClusterUpOptions {
+            local: crate::cluster_file::LocalSection {
+                nodes: Some(3),
+                feed: Some(false),
+                ..Default::default()
+            },
+            idle: Some("backoff".into()),
+            ..Default::default()
+        };
+        let up = ClusterUp::resolve(Some(&file), options).unwrap();
+        assert_eq!((up.nodes, up.feed), (3, false));
+        assert_eq!(
+            up.sections.node,
+            "idle = \"backoff\"\nstatus_interval_ms = 5000\n"
+        );
+        assert_eq!(up.sections.aeron, "driver_idle = \"backoff\"\n");
+    }
+}

@@ -123,23 +123,12 @@ impl ClusterFile {
         Ok(file)
     }
 
-    /// The keys of section `name` (empty when the file has none).
+    /// The keys of section `name` (None when the file has none).
     pub fn section(&self, name: &str) -> Option<&toml::Table> {
         self.node_sections
             .iter()
             .find(|(section, _)| section == name)
             .map(|(_, keys)| keys)
-    }
-
-    /// The text of every node section, each key as TOML, to put under its header in a node
-    /// file.
-    pub fn section_text(&self, name: &str) -> Result<String> {
-        match self.section(name) {
-            Some(keys) => {
-                toml::to_string(keys).with_context(|| format!("`{name}`: cannot be written"))
-            }
-            None => Ok(String::new()),
-        }
     }
 }
 
@@ -198,22 +187,7 @@ mod tests {
         assert!(file.local.nodes.is_none());
         assert!(file.instruments.is_none() && file.sessions.is_none());
         assert!(file.node_sections.is_empty());
-        assert_eq!(file.section_text("journal").unwrap(), "");
-    }
-
-    #[test]
-    fn node_sections_are_written_back_key_for_key() {
-        let file =
-            parse("[journal]\nsync = \"group-commit\"\n[cluster]\ncheckpoint_interval = 500\n")
-                .unwrap();
-        assert_eq!(
-            file.section_text("journal").unwrap(),
-            "sync = \"group-commit\"\n"
-        );
-        assert_eq!(
-            file.section_text("cluster").unwrap(),
-            "checkpoint_interval = 500\n"
-        );
+        assert!(file.section("journal").is_none());
     }
 
     #[test]
