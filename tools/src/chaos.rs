@@ -225,21 +225,30 @@ pub type StatusFields = BTreeMap<String, String>;
 /// How often each (client id, client sequence) is in a log.
 pub type CommandCounts = BTreeMap<(u64, u64), u32>;
 
-/// Stops every node cleanly and checks that they agree: final state hashes, event digests and
-/// positions equal, journals record-for-record identical. Returns one node's final status fields
-/// and how often each (client id, client sequence) is in the log.
+/// Waits until every node has applied all the leader holds, stops every node cleanly (the
+/// followers first: a leader stopped first could be followed by an election among the others,
+/// which opens a term the stopped one never saw) and checks that they agree: final positions,
+/// state hashes and event digests equal, journals record-for-record identical. Returns node 0's
+/// final status fields and how often each (client id, client sequence) is in the log.
 pub fn stop_and_verify(
     nodes: Vec<NodeChild>,
     dirs: &[PathBuf],
 ) -> Result<(StatusFields, CommandCounts)> {
-    let finals: Vec<BTreeMap<String, String>> =
-        nodes.into_iter().map(|n| n.stop()).collect::<Result<_>>()?;
+    wait_settled(&nodes, Duration::from_secs(60))?;
+    let leader = leader_of(&nodes);
+    let mut finals: Vec<Option<StatusFields>> = vec![None; nodes.len()];
+    let mut nodes: Vec<(usize, NodeChild)> = nodes.into_iter().enumerate().collect();
+    nodes.sort_by_key(|(index, _)| Some(*index) == leader);
+    for (index, node) in nodes {
+        finals[index] = Some(node.stop()?);
+    }
+    let finals: Vec<StatusFields> = finals.into_iter().map(|f| f.expect("stopped")).collect();
     for key in [
-        "state_hash",
-        "event_digest",
+        "sequence",
         "commit",
         "applied",
-        "sequence",
+        "state_hash",
+        "event_digest",
     ] {
         let values: Vec<&String> = finals.iter().map(|f| &f[key]).collect();
         if values.iter().any(|v| *v != values[0]) {

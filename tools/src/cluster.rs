@@ -363,6 +363,8 @@ pub struct NodeChild {
     pub config: PathBuf,
     child: Child,
     last: Arc<Mutex<BTreeMap<String, String>>>,
+    /// How many status lines it has printed.
+    lines: Arc<std::sync::atomic::AtomicU64>,
     stopped: Arc<Mutex<Option<BTreeMap<String, String>>>>,
 }
 
@@ -406,7 +408,8 @@ impl NodeChild {
         let last = Arc::new(Mutex::new(BTreeMap::new()));
         let stopped = Arc::new(Mutex::new(None));
         let stdout = child.stdout.take().expect("piped");
-        let (l, s) = (last.clone(), stopped.clone());
+        let lines = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (l, s, n) = (last.clone(), stopped.clone(), lines.clone());
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if echo {
@@ -414,6 +417,7 @@ impl NodeChild {
                 }
                 if let Some(rest) = line.strip_prefix("status ") {
                     *l.lock().expect("not poisoned") = status_fields(rest);
+                    n.fetch_add(1, std::sync::atomic::Ordering::Release);
                 } else if let Some(rest) = line.strip_prefix("stopped ") {
                     *s.lock().expect("not poisoned") = Some(status_fields(rest));
                 }
@@ -423,6 +427,7 @@ impl NodeChild {
             config: config.to_path_buf(),
             child,
             last,
+            lines,
             stopped,
         })
     }
@@ -445,6 +450,11 @@ impl NodeChild {
             .get(key)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// How many status lines it has printed so far.
+    pub fn status_lines(&self) -> u64 {
+        self.lines.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The process id.
@@ -592,12 +602,19 @@ pub fn leader_of(nodes: &[NodeChild]) -> Option<usize> {
         .map(|(index, _)| index)
 }
 
-/// Waits until a node leads and every node has applied everything the leader holds.
+/// Waits until a node leads and every node has applied everything the leader holds, as told by
+/// status lines printed after this call began (two more from each node: the first may have been
+/// taken before the call), so a command submitted just before is counted.
 pub fn wait_settled(nodes: &[NodeChild], timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
+    let fresh_from: Vec<u64> = nodes.iter().map(|n| n.status_lines() + 2).collect();
     loop {
         let end = leader_of(nodes).map_or(0, |l| nodes[l].get("log_end"));
         if end > 0
+            && nodes
+                .iter()
+                .zip(&fresh_from)
+                .all(|(n, &from)| n.status_lines() >= from)
             && nodes
                 .iter()
                 .all(|n| n.get("applied") == end && n.get("commit") == end)
