@@ -121,6 +121,9 @@ pub struct Counters {
     pub submissions: u64,
     /// ExecutionReports (and cancel rejects, mass cancel reports) sent from committed events.
     pub reports: u64,
+    /// Requests resent with PossDupFlag=Y whose ClOrdID had been taken already: ignored (the
+    /// first one's outcome is or was reported).
+    pub possible_duplicates_ignored: u64,
 }
 
 struct Connection {
@@ -207,7 +210,13 @@ impl<S: MessageStore> Gateway<S> {
             .iter()
             .zip(stores)
             .map(|(session, store)| SessionSlot {
-                session: Session::new(session.clone(), store),
+                session: {
+                    // A message counts as received once its submissions are journaled
+                    // (`take_submissions`).
+                    let mut session = Session::new(session.clone(), store);
+                    session.defer_target_persistence(true);
+                    session
+                },
                 connection: None,
                 orders: SessionOrders::new(
                     config.orders_per_session_max,
@@ -310,9 +319,67 @@ impl<S: MessageStore> Gateway<S> {
         self.submit(record, None, 0)
     }
 
-    /// The commands to send to the cluster since the last call, in order.
+    /// The commands to send to the cluster since the last call, in order; then every session
+    /// stores the MsgSeqNum it expects next. Use [`Gateway::take_submissions`] to journal the
+    /// submissions first.
     pub fn drain_submissions(&mut self, into: &mut Vec<Submission>) {
+        let journaled: Result<(), std::convert::Infallible> =
+            self.take_submissions(into, |_| Ok(()));
+        let Ok(()) = journaled;
+    }
+
+    /// The commands to send to the cluster since the last call, in order, each handed to
+    /// `journal` first; once all are journaled, every session stores the MsgSeqNum it expects
+    /// next (the messages that made them count as received only now: a crash before makes the
+    /// counterparty send them again, and a crash after finds their submissions journaled).
+    /// On an error nothing is taken and no MsgSeqNum stored.
+    pub fn take_submissions<E>(
+        &mut self,
+        into: &mut Vec<Submission>,
+        mut journal: impl FnMut(&Submission) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for submission in &self.submissions {
+            journal(submission)?;
+        }
         into.append(&mut self.submissions);
+        for slot in &mut self.sessions {
+            // A persistent store that fails shows on the session's next send.
+            let _ = slot.session.persist_target();
+        }
+        Ok(())
+    }
+
+    /// Restart: `cl_ord_id` was taken by a request of the session trading `account_id` before
+    /// the restart (from the gateway's submission log), so that the same request sent again
+    /// with PossDupFlag is recognised. `false` if no session trades the account.
+    pub fn remember_cl_ord_id(&mut self, account_id: u32, cl_ord_id: ClOrdId) -> bool {
+        let Some(session) = self.session_of(account_id) else {
+            return false;
+        };
+        let orders = &mut self.sessions[session].orders;
+        if !orders.cl_ord_id_used(&cl_ord_id) {
+            orders.use_cl_ord_id(cl_ord_id);
+        }
+        true
+    }
+
+    /// Whether `message` is a request sent again (PossDupFlag=Y) whose ClOrdID the session has
+    /// taken already: then it is ignored, and counted.
+    fn possible_duplicate(
+        &mut self,
+        session_index: usize,
+        message: &Message<'_>,
+        cl_ord_id: &ClOrdId,
+    ) -> bool {
+        if message.optional_bool(tags::POSS_DUP_FLAG) != Ok(Some(true)) {
+            return false;
+        }
+        let orders = &self.sessions[session_index].orders;
+        let taken = orders.cl_ord_id_used(cl_ord_id) || orders.by_cl_ord_id(cl_ord_id).is_some();
+        if taken {
+            self.counters.possible_duplicates_ignored += 1;
+        }
+        taken
     }
 
     /// The connection is gone (peer closed, error, or the runtime closed it after
@@ -901,6 +968,9 @@ impl<S: MessageStore> Gateway<S> {
                 return Ok(());
             }
         };
+        if self.possible_duplicate(session_index, message, &intent.cl_ord_id) {
+            return Ok(());
+        }
         let orders = &self.sessions[session_index].orders;
         let refusal = if orders.cl_ord_id_used(&intent.cl_ord_id)
             || orders.by_cl_ord_id(&intent.cl_ord_id).is_some()
@@ -1007,6 +1077,9 @@ impl<S: MessageStore> Gateway<S> {
         let orig = field(app::parse_cl_ord_id(message, tags::ORIG_CL_ORD_ID))?;
         message.required(tags::SIDE)?;
         message.required(tags::SYMBOL)?;
+        if self.possible_duplicate(session_index, message, &cl_ord_id) {
+            return Ok(());
+        }
         let orders = &self.sessions[session_index].orders;
         let Some(slot) = orders.by_cl_ord_id(&orig) else {
             self.cancel_reject(
@@ -1126,6 +1199,9 @@ impl<S: MessageStore> Gateway<S> {
             }
         };
         let request_type = message.required_char(tags::MASS_CANCEL_REQUEST_TYPE)?;
+        if self.possible_duplicate(session_index, message, &cl_ord_id) {
+            return Ok(());
+        }
         let side = match message.optional_char(tags::SIDE)? {
             None => None,
             Some(b'1') => Some(Side::Buy),

@@ -44,6 +44,9 @@ use crate::submission_log::{SubmissionEntry, SubmissionLog};
 pub const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The core's timers run this often.
 const TIMER_INTERVAL_NS: u64 = 1_000_000;
+/// Entries compaction keeps whatever they did: at least what one duty cycle journals before
+/// the sessions store their MsgSeqNums ([`Gateway::take_submissions`]).
+const KEEP_NEWEST: usize = crate::gateway::SUBMISSIONS_MAX;
 
 /// Errors of the gateway runtime.
 #[derive(Debug, thiserror::Error)]
@@ -310,6 +313,19 @@ impl<S: MessageStore> GatewayRuntime<S> {
             }
         }
         drop(fills);
+        // Every ClOrdID the log holds stays taken: a request whose submission was journaled
+        // just before the stop, and whose MsgSeqNum the session had not stored yet, comes again
+        // with PossDupFlag and is recognised.
+        for entry in &logged {
+            if let Some(cl_ord_id) = entry.cl_ord_id {
+                gateway.remember_cl_ord_id(entry.record.account_id.get(), cl_ord_id);
+            }
+        }
+        // The newest entries stay in the log whatever they did, for the same reason (a
+        // second restart before the session's client sends them again).
+        for entry in logged.iter().rev().take(KEEP_NEWEST) {
+            keep.insert(entry.client_sequence, *entry);
+        }
         // What was submitted and not committed: sent again, in order, before anything new.
         let mut submissions = Vec::with_capacity(1024);
         for entry in by_sequence.range(last_own + 1..).map(|(_, entry)| **entry) {
@@ -510,16 +526,19 @@ fn send_submissions<S: MessageStore>(
 ) -> Result<usize, RuntimeError> {
     let mono = started.elapsed().as_nanos() as u64;
     let mut work = 0;
-    gateway.drain_submissions(submissions);
-    for submission in submissions.drain(..) {
-        if !submission.resent {
-            submission_log.append(&SubmissionEntry {
-                client_sequence: submission.client_sequence,
-                record: submission.record,
-                cl_ord_id: submission.cl_ord_id,
-                request_type: submission.request_type,
-            })?;
+    // Journaled before the sessions store the MsgSeqNums of the messages that made them.
+    gateway.take_submissions(submissions, |submission| {
+        if submission.resent {
+            return Ok(());
         }
+        submission_log.append(&SubmissionEntry {
+            client_sequence: submission.client_sequence,
+            record: submission.record,
+            cl_ord_id: submission.cl_ord_id,
+            request_type: submission.request_type,
+        })
+    })?;
+    for submission in submissions.drain(..) {
         if !client.submit(
             mono,
             submission.client_sequence,

@@ -388,6 +388,9 @@ pub struct Session<S: MessageStore> {
     resend: Option<ResendJob>,
     throttle_window_start_ns: u64,
     throttle_count: u32,
+    /// The MsgSeqNum expected next is stored by [`Session::persist_target`] only, not as each
+    /// message is consumed (see [`Session::defer_target_persistence`]).
+    defer_target: bool,
     scratch: Box<[u8]>,
     counters: SessionCounters,
 }
@@ -424,9 +427,27 @@ impl<S: MessageStore> Session<S> {
             resend: None,
             throttle_window_start_ns: 0,
             throttle_count: 0,
+            defer_target: false,
             scratch: vec![0u8; MESSAGE_LENGTH_MAX].into_boxed_slice(),
             counters: SessionCounters::default(),
         }
+    }
+
+    /// With `true`, a consumed inbound message advances the MsgSeqNum expected next in memory
+    /// only, and [`Session::persist_target`] stores it. An owner that must make what a message
+    /// caused durable before the message counts as received (the gateway journals the
+    /// submissions it made) calls `persist_target` after that: a crash in between makes the
+    /// counterparty send the message again (PossDupFlag), instead of the message being lost.
+    pub fn defer_target_persistence(&mut self, defer: bool) {
+        self.defer_target = defer;
+    }
+
+    /// Stores the MsgSeqNum expected next, if the store holds an older one.
+    pub fn persist_target(&mut self) -> Result<(), StoreError> {
+        if self.store.sequences().next_target != self.next_target {
+            self.store.set_next_target(self.next_target)?;
+        }
+        Ok(())
     }
 
     /// The configuration.
@@ -559,8 +580,10 @@ impl<S: MessageStore> Session<S> {
 
     fn advance_target(&mut self, next_target: u64) {
         self.next_target = next_target;
-        // An in-memory store cannot fail; a persistent one that fails shows on the next send.
-        let _ = self.store.set_next_target(next_target);
+        if !self.defer_target {
+            // An in-memory store cannot fail; a persistent one that fails shows on the next send.
+            let _ = self.store.set_next_target(next_target);
+        }
         if let Some(through) = self.recovering_through {
             if next_target > through {
                 self.recovering_through = None;

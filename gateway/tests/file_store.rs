@@ -69,14 +69,14 @@ impl Exchange {
         }
     }
 
-    /// Sends `msg_type` with `fields` as the client with MsgSeqNum `seq`; returns what came back.
-    fn send(
+    /// Hands the gateway `msg_type` with `fields` from the client with MsgSeqNum `seq`.
+    fn deliver(
         &mut self,
         connection: gateway::ConnectionId,
         seq: u64,
         msg_type: &str,
         fields: &[(u32, &str)],
-    ) -> Vec<Vec<(u32, String)>> {
+    ) {
         let mut body =
             format!("35={msg_type}|49=CLIENT1|56=EXCH|34={seq}|52=20231114-22:13:20.000|");
         for (tag, value) in fields {
@@ -84,6 +84,18 @@ impl Exchange {
         }
         let bytes = fix(&with_trailer("FIX.4.4", &body));
         self.gateway.on_bytes(connection, self.now, &bytes);
+    }
+
+    /// Sends `msg_type` with `fields` as the client with MsgSeqNum `seq`, commits what it
+    /// submitted; returns what came back.
+    fn send(
+        &mut self,
+        connection: gateway::ConnectionId,
+        seq: u64,
+        msg_type: &str,
+        fields: &[(u32, &str)],
+    ) -> Vec<Vec<(u32, String)>> {
+        self.deliver(connection, seq, msg_type, fields);
         self.commit();
         let out = self.gateway.outbound(connection).to_vec();
         self.gateway
@@ -192,6 +204,110 @@ fn a_session_continues_its_numbers_and_resends_across_a_gateway_restart() {
     let out = exchange.send(connection, 6, "1", &[(112, "after")]);
     assert_eq!(get(&out[0], 34), Some("5"));
     assert_eq!(get(&out[0], 112), Some("after"));
+}
+
+/// A gateway that stops after journaling a request's submission but before its session stored
+/// the request's MsgSeqNum: the session asks for the request again, and the client's copy
+/// (PossDupFlag=Y) is recognised by its ClOrdID and ignored, while a request whose submission
+/// was never journaled is taken when it comes again. Nothing is lost, nothing is doubled.
+#[test]
+fn a_request_journaled_before_a_stop_and_sent_again_is_taken_once() {
+    use gateway::submission_log::SubmissionEntry;
+    let dir = tempfile::tempdir().unwrap();
+    let mut exchange = Exchange::start(dir.path(), matcher_with_acme(), 1, T0);
+    let connection = exchange.gateway.on_connected(exchange.now).unwrap();
+    exchange.send(connection, 1, "A", &[(98, "0"), (108, "30")]);
+    let o2 = [
+        (11, "o2"),
+        (55, "ACME"),
+        (54, "2"),
+        (38, "4"),
+        (40, "2"),
+        (44, "102"),
+        (59, "1"),
+    ];
+    exchange.deliver(connection, 2, "D", ORDER);
+    exchange.deliver(connection, 3, "D", &o2);
+    // The stop: o1's submission is journaled, o2's is not.
+    let mut journaled = Vec::new();
+    let mut taken = Vec::new();
+    let result = exchange.gateway.take_submissions(&mut taken, |submission| {
+        if submission.cl_ord_id.map(|id| id.as_bytes().to_vec()) == Some(b"o2".to_vec()) {
+            return Err("stopped");
+        }
+        journaled.push(SubmissionEntry {
+            client_sequence: submission.client_sequence,
+            record: submission.record,
+            cl_ord_id: submission.cl_ord_id,
+            request_type: submission.request_type,
+        });
+        Ok(())
+    });
+    assert_eq!(result, Err("stopped"));
+    assert!(taken.is_empty());
+    assert_eq!(journaled.len(), 1);
+    assert_eq!(
+        exchange.gateway.session(0).store().sequences().next_target,
+        2,
+        "the orders' MsgSeqNums are not stored before their submissions are journaled"
+    );
+    let Exchange {
+        gateway,
+        matcher,
+        sequence,
+        now,
+    } = exchange;
+    drop(gateway);
+
+    // The restart, as the runtime does it: ClOrdIDs of the log taken, o1 sent again.
+    let mut exchange = Exchange::start(dir.path(), matcher, sequence, now + 5 * SECOND);
+    for entry in &journaled {
+        assert!(exchange
+            .gateway
+            .remember_cl_ord_id(101, entry.cl_ord_id.unwrap()));
+        assert!(exchange.gateway.resubmit(entry));
+    }
+    exchange.commit();
+    assert_eq!(exchange.matcher.order_count(), 1);
+    let connection = exchange.gateway.on_connected(exchange.now).unwrap();
+    // The client logs on at 4: we expect 2, and ask for 2 onwards.
+    let out = exchange.send(connection, 4, "A", &[(98, "0"), (108, "30")]);
+    let kinds: Vec<(&str, Option<&str>)> = out.iter().map(|m| (msg_type(m), get(m, 7))).collect();
+    assert_eq!(kinds, [("A", None), ("2", Some("2"))]);
+    // o1's report (New), stored while nobody was logged on, goes out when asked for.
+    // o1 again: ignored. o2 again: taken.
+    let resent = |fields: &[(u32, &'static str)]| {
+        let mut fields = fields.to_vec();
+        fields.extend([(43, "Y"), (122, "20231114-22:13:20.000")]);
+        fields
+    };
+    let out = exchange.send(connection, 2, "D", &resent(ORDER));
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(exchange.gateway.counters().possible_duplicates_ignored, 1);
+    let out = exchange.send(connection, 3, "D", &resent(&o2));
+    let reports: Vec<(Option<&str>, Option<&str>)> =
+        out.iter().map(|m| (get(m, 11), get(m, 150))).collect();
+    assert_eq!(reports, [(Some("o2"), Some("0"))]);
+    assert_eq!(exchange.matcher.order_count(), 2);
+    assert_eq!(exchange.gateway.counters().possible_duplicates_ignored, 1);
+    assert_eq!(
+        exchange.gateway.session(0).store().sequences().next_target,
+        4
+    );
+    // The Logon's own number, gap-filled; o1's report (New), stored while nobody was logged
+    // on, is sent when asked for.
+    let out = exchange.send(connection, 4, "4", &resent(&[(123, "Y"), (36, "5")]));
+    assert!(out.is_empty(), "{out:?}");
+    let out = exchange.send(connection, 5, "2", &[(7, "2"), (16, "2")]);
+    let messages: Vec<(&str, Option<&str>, Option<&str>)> = out
+        .iter()
+        .map(|m| (msg_type(m), get(m, 11), get(m, 150)))
+        .collect();
+    assert_eq!(messages, [("8", Some("o1"), Some("0"))]);
+    assert_eq!(
+        exchange.gateway.session(0).store().sequences().next_target,
+        6
+    );
 }
 
 /// Environment variable that turns [`kill_child_writer`] into the child of

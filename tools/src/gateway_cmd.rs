@@ -474,9 +474,10 @@ pub fn run(config: &Path) -> Result<ExitCode> {
     let result = runtime.run(&STOP, checked.runtime.idle, &|| driver.do_work());
     let c = runtime.gateway.counters();
     println!(
-        "gateway: stopped; submissions {} reports {} commands applied {} (sequence {}) refused {} resends {} leader changes {} state_hash {:016x}",
+        "gateway: stopped; submissions {} reports {} duplicates ignored {} commands applied {} (sequence {}) refused {} resends {} leader changes {} state_hash {:016x}",
         c.submissions,
         c.reports,
+        c.possible_duplicates_ignored,
         runtime.counters.commands_applied,
         runtime.counters.sequence,
         runtime.counters.submissions_refused,
