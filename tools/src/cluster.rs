@@ -119,7 +119,9 @@ pub struct LoadOptions {
     /// With --fix: FIX.4.4 or FIX.4.2.
     #[arg(long, default_value = "FIX.4.4", requires = "fix")]
     pub fix_version: String,
-    /// With --fix: symbols of the seeded order flow, comma-separated.
+    /// With --fix: symbols of the seeded order flow, comma-separated. The built-in
+    /// instruments (DEMO, ACME, XYZ) get orders on their tick, in their price band and in
+    /// whole lots; another symbol gets cent prices around 500.00 in whole units.
     #[arg(long, default_value = "DEMO", requires = "fix")]
     pub symbols: String,
     /// With --fix: send the requests of this CSV order file instead of the seeded flow
@@ -269,7 +271,14 @@ fn loadgen_fix(options: LoadOptions) -> Result<ExitCode> {
                 options.sender,
                 loadgen::fresh_client_id() % 1_000_000
             ),
-            options.symbols.split(',').map(str::to_string).collect(),
+            {
+                let known = crate::gateway_cmd::example_instruments();
+                options
+                    .symbols
+                    .split(',')
+                    .map(|symbol| fix_load::SymbolSpec::lookup(symbol, &known))
+                    .collect()
+            },
         )),
     };
     let config = FixLoadConfig {

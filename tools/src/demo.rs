@@ -303,7 +303,10 @@ pub fn run_processes(options: &DemoOptions) -> Result<ExitCode> {
             let generator = crate::fix_load::Generator::new(
                 seed.wrapping_mul(31).wrapping_add(i as u64),
                 &format!("{sender}-"),
-                vec!["DEMO".into()],
+                crate::gateway_cmd::example_instruments()
+                    .iter()
+                    .map(crate::fix_load::SymbolSpec::of)
+                    .collect(),
             );
             std::thread::Builder::new()
                 .name(format!("trader-{sender}"))

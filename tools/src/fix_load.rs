@@ -212,25 +212,120 @@ struct LiveOrder {
     leaves: u64,
 }
 
-/// The seeded order flow of one session: 65% limit orders around a drifting mid (a few cross),
-/// 10% market orders, 20% cancels and 5% quantity-down replaces of its own resting orders.
+/// What the generator needs to know of an instrument to send it valid orders: prices on its
+/// tick inside its price band, quantities in whole lots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SymbolSpec {
+    pub symbol: String,
+    /// Price units are `10^price_exponent`, quantity units `10^quantity_exponent`.
+    pub price_exponent: i8,
+    pub quantity_exponent: i8,
+    /// The price the mid drifts around, in price units (on the tick).
+    pub center: i64,
+    /// Tick, in price units.
+    pub tick: i64,
+    /// Lot, in quantity units.
+    pub lot: u64,
+    /// How far the mid drifts from the center, in ticks.
+    pub drift_ticks: i64,
+}
+
+/// Ticks between the mid and the farthest limit order the generator sends.
+const DISTANCE_TICKS_MAX: i64 = 21;
+/// The widest drift of the mid, in ticks.
+const DRIFT_TICKS_MAX: i64 = 200;
+
+impl SymbolSpec {
+    /// An instrument with cents and whole units around 500.00 (the built-in DEMO's terms), for
+    /// a symbol known by name only.
+    pub fn cents(symbol: &str) -> SymbolSpec {
+        SymbolSpec {
+            symbol: symbol.to_string(),
+            price_exponent: -2,
+            quantity_exponent: 0,
+            center: 50_000,
+            tick: 1,
+            lot: 1,
+            drift_ticks: DRIFT_TICKS_MAX,
+        }
+    }
+
+    /// The terms of a configured instrument: around its reference price (or the middle of its
+    /// price range if it has none), drifting no further than its band and range allow.
+    pub fn of(config: &matcher::InstrumentConfig) -> SymbolSpec {
+        let length = config.symbol.iter().position(|&b| b == 0).unwrap_or(8);
+        let tick = i64::from(config.tick_size.max(1));
+        let half_range = i64::from(config.price_levels / 2);
+        let center = if config.reference_price > 0 {
+            config.reference_price
+        } else {
+            config.price_min + half_range * tick
+        };
+        let mut drift_ticks = DRIFT_TICKS_MAX.min(half_range - DISTANCE_TICKS_MAX - 1);
+        if config.band_width_ticks > 0 {
+            drift_ticks =
+                drift_ticks.min(i64::from(config.band_width_ticks) - DISTANCE_TICKS_MAX - 1);
+        }
+        SymbolSpec {
+            symbol: String::from_utf8_lossy(&config.symbol[..length]).into_owned(),
+            price_exponent: config.price_exponent,
+            quantity_exponent: config.quantity_exponent,
+            center,
+            tick,
+            lot: u64::from(config.lot_size.max(1)),
+            drift_ticks: drift_ticks.max(0),
+        }
+    }
+
+    /// `symbol`'s terms in `known` (a gateway configuration's instruments), else
+    /// [`SymbolSpec::cents`].
+    pub fn lookup(symbol: &str, known: &[matcher::InstrumentConfig]) -> SymbolSpec {
+        known
+            .iter()
+            .map(SymbolSpec::of)
+            .find(|spec| spec.symbol == symbol)
+            .unwrap_or_else(|| SymbolSpec::cents(symbol))
+    }
+
+    fn price(&self, ticks_from_center: i64) -> String {
+        matcher::decimal::Units {
+            value: self.center + ticks_from_center * self.tick,
+            exponent: self.price_exponent,
+        }
+        .to_string()
+    }
+
+    fn quantity(&self, units: u64) -> String {
+        matcher::decimal::Units {
+            value: units as i64,
+            exponent: self.quantity_exponent,
+        }
+        .to_string()
+    }
+}
+
+/// The seeded order flow of one session over its instruments: 65% limit orders around a
+/// drifting mid per instrument (a few cross), 10% market orders, 20% cancels and 5%
+/// quantity-down replaces of its own resting orders; 1 to 100 lots each.
 pub struct Generator {
     state: u64,
     prefix: String,
-    symbols: Vec<String>,
-    mid_cents: i64,
+    symbols: Vec<SymbolSpec>,
+    /// Each instrument's mid, in ticks from its center.
+    mids: Vec<i64>,
     next_id: u64,
     /// Resting orders by id number.
     live: BTreeMap<u64, LiveOrder>,
 }
 
 impl Generator {
-    pub fn new(seed: u64, prefix: &str, symbols: Vec<String>) -> Generator {
+    pub fn new(seed: u64, prefix: &str, symbols: Vec<SymbolSpec>) -> Generator {
+        assert!(!symbols.is_empty(), "a generator needs an instrument");
         Generator {
             state: seed ^ 0x9E37_79B9_7F4A_7C15,
             prefix: prefix.to_string(),
+            mids: vec![0; symbols.len()],
             symbols,
-            mid_cents: 50_000,
             next_id: 0,
             live: BTreeMap::new(),
         }
@@ -264,7 +359,12 @@ impl Generator {
             let (_, order) = self.live.range(pick..).next().expect("pick <= last");
             let order = order.clone();
             let (_, cl_ord_id) = self.id();
-            let replace = roll >= 95 && order.leaves > 1;
+            let lot = self
+                .symbols
+                .iter()
+                .find(|s| s.symbol == order.symbol)
+                .map_or(1, |s| s.lot);
+            let replace = roll >= 95 && order.leaves > lot;
             return OrderRow {
                 action: if replace {
                     Action::Replace
@@ -278,7 +378,8 @@ impl Generator {
                 ord_type: b'2',
                 price: order.price,
                 quantity: if replace {
-                    (order.leaves / 2).max(1).to_string()
+                    // Half, in whole lots.
+                    ((order.leaves / 2) / lot * lot).max(lot).to_string()
                 } else {
                     order.leaves.to_string()
                 },
@@ -286,11 +387,15 @@ impl Generator {
                 account: String::new(),
             };
         }
-        self.mid_cents = (self.mid_cents + self.below(5) as i64 - 2).clamp(40_000, 60_000);
         let side = if self.below(2) == 0 { b'1' } else { b'2' };
         let pick = self.below(self.symbols.len() as u64) as usize;
-        let symbol = self.symbols[pick].clone();
-        let quantity = (1 + self.below(100)).to_string();
+        let drift = self.symbols[pick].drift_ticks;
+        let step = self.below(5) as i64 - 2;
+        self.mids[pick] = (self.mids[pick] + step).clamp(-drift, drift);
+        let lots = 1 + self.below(100);
+        let spec = &self.symbols[pick];
+        let symbol = spec.symbol.clone();
+        let quantity = spec.quantity(lots * spec.lot);
         let (_, cl_ord_id) = self.id();
         if roll < 10 {
             return OrderRow {
@@ -306,13 +411,14 @@ impl Generator {
                 account: String::new(),
             };
         }
-        // Distance from the mid on the passive side; -3..-1 cross.
-        let distance = self.below(24) as i64 - 3;
-        let cents = if side == b'1' {
-            self.mid_cents - distance
+        // Distance from the mid on the passive side, in ticks; -3..-1 cross.
+        let distance = self.below(DISTANCE_TICKS_MAX as u64 + 3) as i64 - 3;
+        let ticks = if side == b'1' {
+            self.mids[pick] - distance
         } else {
-            self.mid_cents + distance
+            self.mids[pick] + distance
         };
+        let price = self.symbols[pick].price(ticks);
         OrderRow {
             action: Action::New,
             cl_ord_id,
@@ -320,7 +426,7 @@ impl Generator {
             symbol,
             side,
             ord_type: b'2',
-            price: format!("{}.{:02}", cents / 100, cents % 100),
+            price,
             quantity,
             time_in_force: b'0',
             account: String::new(),
@@ -433,10 +539,10 @@ pub struct FixLoadReport {
 
 impl FixLoadReport {
     /// "N requests, N answered (N accepted, N rejected, N cancelled, N cancel rejects), N fills
-    /// (N lots), N unanswered".
+    /// (quantity N), N unanswered".
     pub fn summary(&self) -> String {
         format!(
-            "{} requests, {} answered ({} accepted, {} rejected, {} cancelled, {} cancel rejects), {} fills ({} lots), {} unanswered",
+            "{} requests, {} answered ({} accepted, {} rejected, {} cancelled, {} cancel rejects), {} fills (quantity {}), {} unanswered",
             self.sent,
             self.answered,
             self.accepted,
@@ -739,9 +845,65 @@ mod tests {
     }
 
     #[test]
+    fn the_generator_sends_each_instrument_orders_on_its_tick_in_its_band_in_whole_lots() {
+        let instruments = crate::gateway_cmd::example_instruments();
+        let specs: Vec<SymbolSpec> = instruments.iter().map(SymbolSpec::of).collect();
+        assert_eq!(
+            specs.iter().map(|s| s.symbol.as_str()).collect::<Vec<_>>(),
+            ["DEMO", "ACME", "XYZ"]
+        );
+        // XYZ: 0.0050 tick around 10.5000, lots of 100.
+        assert_eq!(
+            (
+                specs[2].center,
+                specs[2].tick,
+                specs[2].lot,
+                specs[2].drift_ticks
+            ),
+            (105_000, 50, 100, 200)
+        );
+        // ACME: a band of 500 ticks keeps the drift inside it.
+        assert_eq!(specs[1].drift_ticks, 200);
+        let mut generator = Generator::new(3, "T", specs);
+        let mut seen = [0u32; 3];
+        for _ in 0..20_000 {
+            let row = generator.next_row();
+            let index = instruments
+                .iter()
+                .position(|i| SymbolSpec::of(i).symbol == row.symbol)
+                .expect("a configured symbol");
+            let config = &instruments[index];
+            seen[index] += 1;
+            let quantity =
+                matcher::decimal::parse_units(&row.quantity, config.quantity_exponent).unwrap();
+            assert_eq!(quantity % i64::from(config.lot_size), 0, "{row:?}");
+            let lots = quantity / i64::from(config.lot_size);
+            assert!((1..=100).contains(&lots), "{row:?}");
+            if row.ord_type == b'2' {
+                let price =
+                    matcher::decimal::parse_units(&row.price, config.price_exponent).unwrap();
+                assert_eq!((price - config.price_min) % i64::from(config.tick_size), 0);
+                let reference = config.reference_price;
+                let off = (price - reference).abs() / i64::from(config.tick_size);
+                assert!(off <= 200 + DISTANCE_TICKS_MAX, "{row:?}");
+                if config.band_width_ticks > 0 {
+                    assert!(off <= i64::from(config.band_width_ticks), "{row:?}");
+                }
+            }
+        }
+        assert!(seen.iter().all(|&n| n > 6_000), "{seen:?}");
+        // A symbol known by name only: cents around 500.00.
+        assert_eq!(
+            SymbolSpec::lookup("OTHER", &instruments),
+            SymbolSpec::cents("OTHER")
+        );
+        assert_eq!(SymbolSpec::lookup("XYZ", &instruments).lot, 100);
+    }
+
+    #[test]
     fn the_generator_is_a_function_of_its_seed_and_cancels_only_resting_orders() {
         let rows = |seed| {
-            let mut generator = Generator::new(seed, "T", vec!["DEMO".into()]);
+            let mut generator = Generator::new(seed, "T", vec![SymbolSpec::cents("DEMO")]);
             (0..1000).map(|_| generator.next_row()).collect::<Vec<_>>()
         };
         assert_eq!(rows(7), rows(7));

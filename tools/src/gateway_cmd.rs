@@ -134,6 +134,17 @@ fn default_true() -> bool {
     true
 }
 
+/// The instruments of the example configuration (`config/gateway.example.toml`), which
+/// `cluster up` and the demo run with unless told otherwise.
+pub fn example_instruments() -> Vec<matcher::InstrumentConfig> {
+    let file: GatewayFile = toml::from_str(include_str!("../../config/gateway.example.toml"))
+        .expect("the example configuration parses");
+    file.check(Path::new("."))
+        .expect("the example configuration is valid")
+        .runtime
+        .instruments
+}
+
 /// A checked configuration.
 pub struct Checked {
     /// `gateway.cpu`.

@@ -50,7 +50,7 @@ fn demo_with_node_processes_reports_agreement() {
         // Every fill reported to the trader is in its fills file.
         let fills =
             std::fs::read_to_string(dir.path().join(format!("fills-{session}.csv"))).unwrap();
-        // "... cancel rejects), N fills (Q lots), 0 unanswered"
+        // "... cancel rejects), N fills (quantity Q), 0 unanswered"
         let reported: usize = line
             .split("), ")
             .nth(1)

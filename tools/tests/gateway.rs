@@ -622,7 +622,7 @@ fn loadgen_over_fix_sends_a_csv_order_file_and_writes_the_fills(dir: &Path, port
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        stdout.contains("5 requests, 5 answered (3 accepted, 0 rejected, 1 cancelled, 0 cancel rejects), 4 fills (12 lots), 0 unanswered in "),
+        stdout.contains("5 requests, 5 answered (3 accepted, 0 rejected, 1 cancelled, 0 cancel rejects), 4 fills (quantity 12), 0 unanswered in "),
         "{stdout}"
     );
     let text = std::fs::read_to_string(&fills).unwrap();
