@@ -51,6 +51,20 @@ impl Exchange {
         }
     }
 
+    /// The gateway goes away (no Logout, nothing more stored) and another starts 5 s later
+    /// over the same stores; the matcher replica and the log position survive, as the
+    /// cluster's would.
+    fn restart(self, dir: &Path) -> Exchange {
+        let Exchange {
+            gateway,
+            matcher,
+            sequence,
+            now,
+        } = self;
+        drop(gateway);
+        Exchange::start(dir, matcher, sequence, now + 5 * SECOND)
+    }
+
     fn commit(&mut self) {
         let mut submissions = Vec::new();
         self.gateway.drain_submissions(&mut submissions);
@@ -154,14 +168,7 @@ fn a_session_continues_its_numbers_and_resends_across_a_gateway_restart() {
 
     // The gateway goes away without a Logout (a crash, as far as the session can tell); the
     // matcher replica and the log position survive it, as the cluster's would.
-    let Exchange {
-        gateway,
-        matcher,
-        sequence,
-        now,
-    } = exchange;
-    drop(gateway);
-    let mut exchange = Exchange::start(dir.path(), matcher, sequence, now + 5 * SECOND);
+    let mut exchange = exchange.restart(dir.path());
     assert_eq!(
         exchange.gateway.session(0).store().sequences(),
         Sequences {
@@ -251,16 +258,8 @@ fn a_request_journaled_before_a_stop_and_sent_again_is_taken_once() {
         2,
         "the orders' MsgSeqNums are not stored before their submissions are journaled"
     );
-    let Exchange {
-        gateway,
-        matcher,
-        sequence,
-        now,
-    } = exchange;
-    drop(gateway);
-
     // The restart, as the runtime does it: ClOrdIDs of the log taken, o1 sent again.
-    let mut exchange = Exchange::start(dir.path(), matcher, sequence, now + 5 * SECOND);
+    let mut exchange = exchange.restart(dir.path());
     for entry in &journaled {
         assert!(exchange
             .gateway
