@@ -169,12 +169,16 @@ struct Peer {
     last_progress_ns: u64,
     /// Leader: when this follower last answered (check-quorum).
     last_heard_ns: u64,
+    /// Leader: the commit position last sent to this follower.
+    told_commit: u64,
 }
 
 /// Counters, cheap to read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReplicaStats {
     pub commands_sequenced: u64,
+    /// Empty Appends sent ahead of the heartbeat to carry a new commit position.
+    pub commit_updates_sent: u64,
     pub duplicates: u64,
     pub appends_sent: u64,
     pub frames_appended: u64,
@@ -421,6 +425,7 @@ impl Replica {
                 last_send_ns: 0,
                 last_progress_ns: now_ns,
                 last_heard_ns: now_ns,
+                told_commit: 0,
             };
         }
         Ok(())
@@ -633,12 +638,21 @@ impl Replica {
                 }
                 self.stats.appends_sent += 1;
                 peer.next_position = end_position;
+                peer.told_commit = self.commit_position;
                 sent = true;
             }
+            // An empty Append: the heartbeat, and also as soon as the commit position passed
+            // what this follower was told while it holds records above that (so it applies,
+            // and serves its learners, the commit without waiting for the next heartbeat or
+            // command: Aeron Cluster's leader likewise sends each new commit position).
+            let commit_news = peer.told_commit < self.commit_position
+                && peer.match_position > peer.told_commit;
             if !sent
-                && now_ns.saturating_sub(peer.last_send_ns) >= self.config.heartbeat_interval_ns
+                && (commit_news
+                    || now_ns.saturating_sub(peer.last_send_ns)
+                        >= self.config.heartbeat_interval_ns)
             {
-                effects.send(
+                let accepted = effects.send(
                     id,
                     &Message::Append {
                         from: self.config.node_id,
@@ -650,6 +664,12 @@ impl Replica {
                         frames: &[],
                     },
                 );
+                if accepted {
+                    if commit_news {
+                        self.stats.commit_updates_sent += 1;
+                    }
+                    peer.told_commit = self.commit_position;
+                }
                 sent = true;
             }
             if sent {

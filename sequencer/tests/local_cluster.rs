@@ -288,3 +288,33 @@ fn a_restarted_leader_hands_over_and_resends_are_not_duplicated() {
         "every command once"
     );
 }
+
+/// The followers apply a command as soon as the leader commits it: the leader sends the new
+/// commit position at once (an empty Append), not with the next heartbeat or command. The clock
+/// does not move here, so no heartbeat is due: only that makes the followers settle.
+#[test]
+fn followers_learn_a_commit_without_waiting_for_a_heartbeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = LocalCluster::open(dir.path(), 3, SEGMENT, CHECKPOINT_INTERVAL, 1).unwrap();
+    let leader = cluster.leader().unwrap() as usize;
+    let now_ns = 2;
+    assert!(matches!(
+        cluster
+            .submit(now_ns, 1, 1, add_instrument().as_bytes())
+            .unwrap(),
+        Submitted::Sequenced { .. }
+    ));
+    let mut steps = 0;
+    while !cluster.settled() {
+        steps += 1;
+        assert!(steps <= 4, "the followers did not apply the commit");
+        cluster.step(now_ns, &mut |_, _| {}).unwrap();
+    }
+    // Append out, acknowledgements back (the leader commits), commit position out.
+    assert_eq!(steps, 3);
+    assert_eq!(
+        cluster.nodes[leader].replica.stats().commit_updates_sent,
+        2,
+        "one to each follower"
+    );
+}
