@@ -645,8 +645,8 @@ impl Replica {
             // what this follower was told while it holds records above that (so it applies,
             // and serves its learners, the commit without waiting for the next heartbeat or
             // command: Aeron Cluster's leader likewise sends each new commit position).
-            let commit_news = peer.told_commit < self.commit_position
-                && peer.match_position > peer.told_commit;
+            let commit_news =
+                peer.told_commit < self.commit_position && peer.match_position > peer.told_commit;
             if !sent
                 && (commit_news
                     || now_ns.saturating_sub(peer.last_send_ns)
