@@ -424,3 +424,65 @@ fn matcher_record_of_b1(view: &matcher::OrderView) -> matcher::CommandRecord {
     })
     .encode()
 }
+
+/// A request sent again with PossDupFlag=Y whose ClOrdID the session has taken (a new order, a
+/// cancel, a mass cancel) is ignored and counted, whatever became of the first one; without
+/// the flag the same ClOrdID is a duplicate and rejected.
+#[test]
+fn possible_duplicates_of_taken_client_order_ids_are_ignored() {
+    let (mut harness, mut one, _two) = two_sessions(FixVersion::Fix44, FixVersion::Fix44);
+    let again = |fields: &[(u32, &'static str)]| {
+        let mut fields = fields.to_vec();
+        fields.extend([(43, "Y"), (122, "20231114-22:13:19.000")]);
+        fields
+    };
+    let statuses = |out: &[Vec<(u32, String)>]| -> Vec<(String, Option<String>, Option<String>)> {
+        out.iter()
+            .map(|m| {
+                (
+                    msg_type(m).to_string(),
+                    get(m, 11).map(str::to_string),
+                    get(m, 150).map(str::to_string),
+                )
+            })
+            .collect()
+    };
+    let order = limit("B1", "1", "10", "101.25");
+    one.send(&mut harness, "D", &order);
+    harness.commit();
+    let out = one.take(&mut harness);
+    assert_eq!(
+        statuses(&out),
+        [("8".into(), Some("B1".into()), Some("0".into()))]
+    );
+    one.send(&mut harness, "D", &again(&order));
+    let cancel = [(41, "B1"), (11, "C1"), (55, "ACME"), (54, "1")];
+    one.send(&mut harness, "F", &cancel);
+    harness.commit();
+    let out = one.take(&mut harness);
+    assert_eq!(
+        statuses(&out),
+        [("8".into(), Some("C1".into()), Some("4".into()))]
+    );
+    // B1 is gone: a cancel of it would be "unknown order", its copy is not answered at all.
+    one.send(&mut harness, "F", &again(&cancel));
+    let mass = [(11, "M1"), (530, "7"), (60, "20231114-22:13:20.000")];
+    one.send(&mut harness, "q", &mass);
+    harness.commit();
+    assert_eq!(msg_type(&one.take(&mut harness)[0]), "r");
+    one.send(&mut harness, "q", &again(&mass));
+    harness.commit();
+    assert!(one.take(&mut harness).is_empty());
+    assert_eq!(harness.gateway.counters().possible_duplicates_ignored, 3);
+    assert_eq!(harness.gateway.counters().submissions, 3);
+    // Without PossDupFlag: a duplicate ClOrdID, rejected.
+    one.send(&mut harness, "D", &order);
+    harness.commit();
+    let out = one.take(&mut harness);
+    assert_eq!(
+        statuses(&out),
+        [("8".into(), Some("B1".into()), Some("8".into()))]
+    );
+    assert_eq!(get(&out[0], 103), Some("6"));
+    assert_eq!(harness.gateway.counters().possible_duplicates_ignored, 3);
+}
