@@ -340,17 +340,25 @@ impl SessionOrders {
         self.used.contains(cl_ord_id)
     }
 
+    /// Whether this ClOrdID is taken: used within the window, or a live order's.
+    pub fn cl_ord_id_taken(&self, cl_ord_id: &ClOrdId) -> bool {
+        self.cl_ord_id_used(cl_ord_id) || self.by_cl_ord_id(cl_ord_id).is_some()
+    }
+
     /// Records a ClOrdID as used, forgetting the oldest beyond the window (never a live one:
-    /// those are also in the live table, which the duplicate check consults).
+    /// those are also in the live table, which the duplicate check consults). One already
+    /// recorded stays where it is and forgets nothing.
     pub fn use_cl_ord_id(&mut self, cl_ord_id: ClOrdId) {
+        if self.used.contains(&cl_ord_id) {
+            return;
+        }
         if self.used_order.len() == self.used_max {
             if let Some(oldest) = self.used_order.pop_front() {
                 self.used.remove(&oldest);
             }
         }
-        if self.used.insert(cl_ord_id) {
-            self.used_order.push_back(cl_ord_id);
-        }
+        self.used.insert(cl_ord_id);
+        self.used_order.push_back(cl_ord_id);
     }
 
     /// Whether another order fits.

@@ -356,10 +356,7 @@ impl<S: MessageStore> Gateway<S> {
         let Some(session) = self.session_of(account_id) else {
             return false;
         };
-        let orders = &mut self.sessions[session].orders;
-        if !orders.cl_ord_id_used(&cl_ord_id) {
-            orders.use_cl_ord_id(cl_ord_id);
-        }
+        self.sessions[session].orders.use_cl_ord_id(cl_ord_id);
         true
     }
 
@@ -374,8 +371,9 @@ impl<S: MessageStore> Gateway<S> {
         if message.optional_bool(tags::POSS_DUP_FLAG) != Ok(Some(true)) {
             return false;
         }
-        let orders = &self.sessions[session_index].orders;
-        let taken = orders.cl_ord_id_used(cl_ord_id) || orders.by_cl_ord_id(cl_ord_id).is_some();
+        let taken = self.sessions[session_index]
+            .orders
+            .cl_ord_id_taken(cl_ord_id);
         if taken {
             self.counters.possible_duplicates_ignored += 1;
         }
@@ -972,9 +970,7 @@ impl<S: MessageStore> Gateway<S> {
             return Ok(());
         }
         let orders = &self.sessions[session_index].orders;
-        let refusal = if orders.cl_ord_id_used(&intent.cl_ord_id)
-            || orders.by_cl_ord_id(&intent.cl_ord_id).is_some()
-        {
+        let refusal = if orders.cl_ord_id_taken(&intent.cl_ord_id) {
             Some(BusinessReason::DuplicateClOrdId)
         } else if !orders.has_room() || self.submissions.len() == SUBMISSIONS_MAX {
             Some(BusinessReason::Capacity)
