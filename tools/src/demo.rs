@@ -277,7 +277,11 @@ pub fn run_processes(options: &DemoOptions) -> Result<ExitCode> {
     println!("  market data: ITCH 5.0 over Aeron from the publisher's control endpoint {control}; a subscriber rebuilds the books here");
     let subscriber = FeedFollower::start(&control, &request)?;
 
-    // The FIX traders.
+    // The FIX traders, each trading every instrument of the gateway's built-in configuration.
+    let symbols: Vec<crate::fix_load::SymbolSpec> = crate::gateway_cmd::example_instruments()
+        .iter()
+        .map(crate::fix_load::SymbolSpec::of)
+        .collect();
     let fix_progress: Vec<Arc<crate::fix_load::Progress>> = (0..fix_clients)
         .map(|_| Arc::new(crate::fix_load::Progress::default()))
         .collect();
@@ -303,10 +307,7 @@ pub fn run_processes(options: &DemoOptions) -> Result<ExitCode> {
             let generator = crate::fix_load::Generator::new(
                 seed.wrapping_mul(31).wrapping_add(i as u64),
                 &format!("{sender}-"),
-                crate::gateway_cmd::example_instruments()
-                    .iter()
-                    .map(crate::fix_load::SymbolSpec::of)
-                    .collect(),
+                symbols.clone(),
             );
             std::thread::Builder::new()
                 .name(format!("trader-{sender}"))

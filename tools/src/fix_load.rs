@@ -253,8 +253,8 @@ impl SymbolSpec {
     /// The terms of a configured instrument: around its reference price (or the middle of its
     /// price range if it has none), drifting no further than its band and range allow.
     pub fn of(config: &matcher::InstrumentConfig) -> SymbolSpec {
-        let length = config.symbol.iter().position(|&b| b == 0).unwrap_or(8);
-        let tick = i64::from(config.tick_size.max(1));
+        let instrument = gateway::app::Instrument::from_matcher(config);
+        let tick = i64::from(instrument.tick_size.max(1));
         let half_range = i64::from(config.price_levels / 2);
         let center = if config.reference_price > 0 {
             config.reference_price
@@ -267,12 +267,12 @@ impl SymbolSpec {
                 drift_ticks.min(i64::from(config.band_width_ticks) - DISTANCE_TICKS_MAX - 1);
         }
         SymbolSpec {
-            symbol: String::from_utf8_lossy(&config.symbol[..length]).into_owned(),
-            price_exponent: config.price_exponent,
-            quantity_exponent: config.quantity_exponent,
+            symbol: instrument.symbol,
+            price_exponent: instrument.price_exponent,
+            quantity_exponent: instrument.quantity_exponent,
             center,
             tick,
-            lot: u64::from(config.lot_size.max(1)),
+            lot: u64::from(instrument.lot_size.max(1)),
             drift_ticks: drift_ticks.max(0),
         }
     }
